@@ -1,0 +1,81 @@
+"""Named registries: the way every slot of an algorithm is filled by name.
+
+>>> REG = Registry("advantage")
+>>> @REG.register("double")
+... def double(x):
+...     return 2 * x
+>>> REG["double"](3)
+6
+>>> sorted(REG)
+['double']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UnknownNameError(KeyError):
+    """Raised when a registry is asked for a name it does not hold; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+class Registry(Mapping[str, Any]):
+    """A name -> part map filled with ``@REG.register("name")`` (functions) or ``REG.add(name, obj)``.
+
+    Duplicate names raise ``ValueError``; unknown names raise ``UnknownNameError`` (a ``KeyError``) listing the
+    known ones. Iterating yields names, so ``sorted(REG)`` lists them.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:
+        """Decorator registering a function under ``name``; a duplicate name raises ``ValueError``."""
+        self._check_new(name)  # fail at the decorator line, not after the body is defined
+
+        def decorator(fn: F) -> F:
+            self.add(name, fn)
+            return fn
+
+        return decorator
+
+    def add(self, name: str, obj: Any) -> None:
+        """Register ``obj`` under ``name`` (the non-decorator form, for objects such as presets)."""
+        self._check_new(name)
+        self._entries[name] = obj
+
+    def _check_new(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} registry: a name must be a non-empty string, got {name!r}")
+        if name in self._entries:
+            raise ValueError(
+                f"{self.kind} registry: {name!r} is already registered (by {_where(self._entries[name])})"
+            )
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "(none)"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {sorted(self._entries)})"
+
+
+def _where(obj: Any) -> str:
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "name", None) or type(obj).__name__
+    return f"{getattr(obj, '__module__', '?')}.{name}"

@@ -1,0 +1,78 @@
+"""Small statistics over groups and masks shared by the core parts.
+
+Conventions (documented once here, used everywhere):
+
+- ``group_std`` uses ``ddof`` (default 1, Bessel's correction, as TRL and verl do); a group with no more
+  than ``ddof`` members has std 0, so its normalised advantage is 0 rather than NaN.
+- ``masked_whiten`` divides by ``sqrt(var + eps)`` with eps *inside* the root and the unbiased variance
+  (verl's ``masked_whiten``), used for batch-level normalisation of token advantages.
+
+>>> import torch
+>>> x = torch.tensor([1.0, 0.0, 0.0, 0.0, 5.0])
+>>> g = torch.tensor([0, 0, 0, 0, 1])
+>>> group_mean(x, g, 2).tolist(), group_std(x, g, 2).tolist()
+([0.25, 5.0], [0.5, 0.0])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def group_count(group: Tensor, num_groups: int) -> Tensor:
+    """Number of members of each group, float [P]."""
+    return torch.bincount(group, minlength=num_groups).to(torch.get_default_dtype())  # [P]
+
+
+def group_sum(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
+    """Sum of ``x`` (float [B]) within each group, float [P]."""
+    return torch.zeros(num_groups, dtype=x.dtype, device=x.device).index_add(0, group, x)  # [P]
+
+
+def group_mean(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
+    """Mean of ``x`` (float [B]) within each group, float [P]."""
+    count = group_count(group, num_groups).to(x)  # [P]
+    return group_sum(x, group, num_groups) / count  # [P]
+
+
+def group_std(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Tensor:
+    """Standard deviation of ``x`` (float [B]) within each group, float [P]; 0 for groups of size <= ddof."""
+    count = group_count(group, num_groups).to(x)  # [P]
+    mean = group_sum(x, group, num_groups) / count  # [P]
+    sq = group_sum((x - mean[group]) ** 2, group, num_groups)  # [P]
+    denom = count - ddof  # [P]
+    var = torch.where(denom > 0, sq / denom.clamp(min=1), torch.zeros_like(sq))  # [P]
+    return var.sqrt()  # [P]
+
+
+def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Sum of ``x`` where ``mask`` is True (over all elements, or along ``dim``)."""
+    x = torch.where(mask, x, torch.zeros_like(x))
+    return x.sum() if dim is None else x.sum(dim=dim)
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of ``x`` where ``mask`` is True (over all elements, or along ``dim``)."""
+    count = mask.sum() if dim is None else mask.sum(dim=dim)
+    return masked_sum(x, mask, dim) / count.clamp(min=1).to(x.dtype)
+
+
+def masked_var(x: Tensor, mask: Tensor, *, ddof: int = 1) -> Tensor:
+    """Variance of the elements of ``x`` where ``mask`` is True, with ``ddof`` (scalar)."""
+    n = mask.sum().to(x.dtype)
+    mean = masked_mean(x, mask)
+    return masked_sum((x - mean) ** 2, mask) / (n - ddof).clamp(min=1)
+
+
+def masked_whiten(x: Tensor, mask: Tensor, *, ddof: int = 1, eps: float = 1e-8, shift_mean: bool = True) -> Tensor:
+    """``(x - mean) / sqrt(var + eps)`` over the unmasked elements; masked positions are set to 0.
+
+    Matches verl's ``masked_whiten`` (unbiased variance, eps inside the root). ``shift_mean=False`` only
+    rescales (the mean is added back).
+    """
+    mean = masked_mean(x, mask)
+    white = (x - mean) * torch.rsqrt(masked_var(x, mask, ddof=ddof) + eps)
+    if not shift_mean:
+        white = white + mean
+    return torch.where(mask, white, torch.zeros_like(white))
