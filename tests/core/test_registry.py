@@ -36,7 +36,7 @@ def test_unknown_name_lists_known_names():
     with pytest.raises(UnknownNameError) as info:
         reg["gpro"]
     assert str(info.value) == "unknown advantage 'gpro'; known: grpo, rloo"
-    assert isinstance(info.value, KeyError)
+    assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
 
 
 def test_bad_names_raise():

@@ -18,8 +18,11 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class UnknownNameError(KeyError):
-    """Raised when a registry is asked for a name it does not hold; the message lists the known names."""
+class UnknownNameError(KeyError, ValueError):
+    """Raised when a registry is asked for a name it does not hold; the message lists the known names.
+
+    A ``KeyError`` (a registry is a mapping) and a ``ValueError`` (an unknown option value), so either catches it.
+    """
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it
         return str(self.args[0])
@@ -55,9 +58,7 @@ class Registry(Mapping[str, Any]):
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} registry: a name must be a non-empty string, got {name!r}")
         if name in self._entries:
-            raise ValueError(
-                f"{self.kind} registry: {name!r} is already registered (by {_where(self._entries[name])})"
-            )
+            raise ValueError(f"{self.kind} registry: {name!r} is already registered (by {_where(self._entries[name])})")
 
     def __getitem__(self, name: str) -> Any:
         try:
