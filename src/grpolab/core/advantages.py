@@ -302,7 +302,7 @@ def reinforce_pp(
 ) -> Tensor:
     """REINFORCE++ advantage: whitened discounted reward-to-go over valid tokens, float [B, T].
 
-    REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt and Reward Models (Hu, arXiv
+    REINFORCE++: Stabilizing Critic-Free Policy Optimization with Global Normalization (Hu et al., arXiv
     2501.03262), §3: token rewards = outcome reward on the last valid token (``outcome_token_rewards``), return
     ``G_t = Σ_{s ≥ t} γ^{k(s, t)} r_s`` over valid positions (``discounted_returns``: masked positions are skipped
     and ``k`` counts valid steps), then global batch normalisation ``(G − mean) / sqrt(var + eps)`` over all

@@ -1,0 +1,144 @@
+"""A preset: one paper's algorithm as a named composition of core parts.
+
+A preset only *names* parts and their hyper-parameters; every mechanism lives in a core registry. It is
+validated when it is built, so a misspelt part or an argument the part does not take fails at import time,
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from grpolab.core.advantages import ADVANTAGES
+from grpolab.core.aggregation import AGGREGATIONS
+from grpolab.core.filters import FILTERS
+from grpolab.core.losses import POLICY_LOSSES, value_loss
+from grpolab.core.registry import Registry
+from grpolab.core.regularizers import REGULARIZERS
+from grpolab.core.shaping import SHAPING
+
+#: Keyword arguments a trainer supplies itself; a preset may not set them.
+SUPPLIED_BY_TRAINER = frozenset({"aggregation", "num_tokens", "num_seqs", "norm_constant", "entropy"})
+#: Required part arguments a trainer fills from the run (``max_len`` = the generation limit, max_new_tokens).
+RUN_ARGUMENTS = frozenset({"max_len"})
+
+#: Trainer-level settings a preset may carry as its paper's defaults, with their meaning.
+TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "num_generations": "completions sampled per prompt (G)",
+        "learning_rate": "AdamW learning rate",
+        "temperature": "sampling temperature of rollouts",
+        "top_p": "nucleus sampling threshold of rollouts",
+        "num_iterations": "optimisation passes over each rollout batch (PPO epochs, GRPO's μ)",
+        "greedy_baseline": "also decode each prompt greedily and store its reward in extras['greedy_reward'] (ReMax)",
+        "vf_coef": "weight of the value loss (needs value_loss)",
+        "warmup_steps": "learning-rate warm-up steps",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A registry entry by name plus the hyper-parameters the preset sets (the rest keep their defaults)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.name
+        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ")"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named algorithm: which part fills each slot, with the paper's hyper-parameters.
+
+    - ``advantage``: an ``ADVANTAGES`` entry; ``loss``: a ``POLICY_LOSSES`` entry; ``aggregation``: an
+      ``AGGREGATIONS`` entry shared by the loss and the regularizers.
+    - ``regularizers``, ``shaping``, ``filters``: ``REGULARIZERS`` / ``SHAPING`` / ``FILTERS`` entries, applied
+      in order (shaping before the advantage, filters after it).
+    - ``value_loss``: arguments of ``core.losses.value_loss`` when the method trains a critic, else None.
+    - ``trainer``: the paper's trainer-level defaults (keys of ``TRAINER_SETTINGS``).
+    - ``paper``, ``arxiv``: the citation; ``notes``: interpretation choices and their sources.
+    """
+
+    name: str
+    paper: str
+    arxiv: str
+    advantage: Part
+    loss: Part
+    aggregation: str
+    regularizers: tuple[Part, ...] = ()
+    shaping: tuple[Part, ...] = ()
+    filters: tuple[Part, ...] = ()
+    value_loss: Mapping[str, Any] | None = None
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trainer", MappingProxyType(dict(self.trainer)))
+        where = f"preset {self.name!r}"
+        _check_part(ADVANTAGES, self.advantage, where, skip_leading=1)
+        _check_part(POLICY_LOSSES, self.loss, where, skip_leading=3)
+        if self.aggregation not in AGGREGATIONS:
+            AGGREGATIONS[self.aggregation]  # raises UnknownNameError listing the known modes
+        for part in self.regularizers:
+            _check_part(REGULARIZERS, part, where, skip_leading=2)
+        for part in self.shaping:
+            _check_part(SHAPING, part, where, skip_leading=1)
+        for part in self.filters:
+            _check_part(FILTERS, part, where, skip_leading=1)
+        if self.value_loss is not None:
+            _check_arguments(value_loss, dict(self.value_loss), f"{where}: value_loss", skip_leading=3)
+        unknown = sorted(set(self.trainer) - set(TRAINER_SETTINGS))
+        if unknown:
+            raise ValueError(f"{where}: unknown trainer settings {unknown}; known: {sorted(TRAINER_SETTINGS)}")
+
+    @property
+    def slots(self) -> dict[str, str]:
+        """The filled slots as display strings, in pipeline order."""
+        return {
+            "shaping": ", ".join(map(str, self.shaping)) or "-",
+            "advantage": str(self.advantage),
+            "filters": ", ".join(map(str, self.filters)) or "-",
+            "loss": str(self.loss),
+            "aggregation": self.aggregation,
+            "regularizers": ", ".join(map(str, self.regularizers)) or "-",
+            "value_loss": "-" if self.value_loss is None else str(Part("clipped", self.value_loss)),
+        }
+
+    @property
+    def citation(self) -> str:
+        return f"{self.paper} (arXiv {self.arxiv})"
+
+
+def _check_part(registry: Registry, part: Part, where: str, *, skip_leading: int) -> None:
+    fn = registry[part.name]  # unknown names raise, listing the known ones
+    _check_arguments(fn, dict(part.params), f"{where}: {registry.kind} {part.name!r}", skip_leading=skip_leading)
+
+
+def _check_arguments(fn: Callable[..., Any], params: dict[str, Any], where: str, *, skip_leading: int) -> None:
+    """Every param must be a keyword argument of ``fn``; every required one must be set or run-supplied."""
+    signature = list(inspect.signature(fn).parameters.values())[skip_leading:]
+    accepted = {p.name for p in signature if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    reserved = sorted(set(params) & SUPPLIED_BY_TRAINER)
+    if reserved:
+        raise ValueError(f"{where}: {reserved} are supplied by the trainer, not by a preset")
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"{where}: unknown arguments {unknown}; it takes {sorted(accepted - SUPPLIED_BY_TRAINER)}")
+    missing = [
+        p.name
+        for p in signature
+        if p.default is inspect.Parameter.empty and p.name not in params and p.name not in RUN_ARGUMENTS
+    ]
+    if missing:
+        raise ValueError(f"{where}: required arguments {missing} are not set")
