@@ -1,0 +1,40 @@
+"""The repository's promises: the README's two set-up commands, CI reading the README's test command."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    return re.findall(r"```bash\n(.+?)\n```", (ROOT / "README.md").read_text())
+
+
+def test_readme_starts_with_exactly_two_setup_commands():
+    commands = readme_commands()
+    assert commands[:2] == [
+        "bash scripts/install.sh && .venv/bin/grpolab algorithms",
+        "bash scripts/install.sh dev && .venv/bin/python -m pytest -q",
+    ]
+
+
+def test_ci_runs_the_readme_test_command():
+    script = (ROOT / ".ci" / "run").read_text()
+    found = subprocess.run(
+        ["awk", "/<!-- test-command -->/{found=1; next} found && /^[^`]/{print; exit}", "README.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert found == readme_commands()[1]
+    assert "<!-- test-command -->" in script
+
+
+def test_console_script_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "grpolab.cli", "algorithms"], capture_output=True, text=True, check=True
+    )
+    assert "dr_grpo" in out.stdout
