@@ -38,3 +38,12 @@ def test_console_script_runs():
         [sys.executable, "-m", "grpolab.cli", "algorithms"], capture_output=True, text=True, check=True
     )
     assert "dr_grpo" in out.stdout
+
+
+def test_readme_python_example_runs_and_says_the_truth():
+    (code,) = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
+    namespace: dict = {}
+    exec(code, namespace)
+    adv = namespace["adv"]
+    assert [round(a, 4) for a in adv[:, 0].tolist()] == [1.5, -0.5, -0.5, -0.5]
+    assert namespace["logp"].grad is not None and namespace["metrics"]["clip_frac"] == 0.0
