@@ -187,7 +187,8 @@ def grpo(rollout: Rollout, *, scale: str = "group", ddof: int = 1, eps: float = 
             the mean stays the group mean (TRL's ``scale_rewards="batch"``). ``"none"``: no division at all
             (``s + eps`` replaced by 1; this is Dr. GRPO, see ``dr_grpo``).
         ddof: delta degrees of freedom of the std, 1 (default, Bessel's correction as TRL and verl) or 0. A group
-            of size <= ddof gets std 0; a size-1 group then has ``r_i − mean = 0`` so ``A = 0``. Larger ddof is
+            of size <= ddof gets std 0; a size-1 group then has ``r_i − mean = 0`` so ``A = 0`` (verl instead
+            gives a lone completion mean 0 and std 1, so ``A = r / (1 + eps)``). Larger ddof is
             refused: a group of size 2..ddof would get std 0 and an advantage ``(r_i − mean) / eps``.
         eps: added to the std *outside* the root, default 1e-6 (verl uses 1e-6, TRL 1e-4); usually 1e-6 to
             1e-4. A zero-variance group has ``r_i − mean = 0`` exactly, so its advantage is 0 for any eps.
@@ -241,7 +242,7 @@ def rloo(rollout: Rollout) -> Tensor:
     Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human Feedback in LLMs (Ahmadian et
     al., arXiv 2402.14740), eq. 5: the baseline of sample i is the mean reward of the *other* samples of its group,
     ``A_i = r_i − mean_{j≠i} r_j = n_g / (n_g − 1) · (r_i − mean_g r)``. A size-1 group has no other sample and
-    gets 0. No std normalisation (the paper found it hurt).
+    gets 0 (verl gives it ``A = r``). No std normalisation (the paper found it hurt).
 
     Hand check: rewards [1, 0, 0, 0] (one group) → [1 − 0, 0 − 1/3, ...] = [1, −1/3, −1/3, −1/3].
 

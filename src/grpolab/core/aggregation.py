@@ -52,7 +52,8 @@ from grpolab.core.stats import masked_sum
 
 AGGREGATIONS = Registry("aggregation")
 
-Count = float | int | Tensor | None
+Number = float | int | Tensor
+Count = Number | None
 
 
 def _check_inputs(values: Tensor, mask: Tensor) -> None:
@@ -69,10 +70,8 @@ def _check_inputs(values: Tensor, mask: Tensor) -> None:
         )
 
 
-def _positive(name: str, count: Count) -> Count:
-    """Validate a user-given global count (> 0, finite); None passes through."""
-    if count is None:
-        return None
+def _positive(name: str, count: Number) -> Number:
+    """Validate a user-given global count (> 0, finite)."""
     if isinstance(count, Tensor):
         if count.numel() != 1:
             raise ValueError(
@@ -93,7 +92,7 @@ def _positive(name: str, count: Count) -> Count:
     return count
 
 
-def _seq_count(values: Tensor, num_seqs: Count) -> Count:
+def _seq_count(values: Tensor, num_seqs: Count) -> Number:
     return values.shape[0] if num_seqs is None else _positive("num_seqs", num_seqs)
 
 

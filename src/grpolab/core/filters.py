@@ -32,7 +32,7 @@ def zero_variance(rollout: Rollout, *, objective: str | None = None, tol: float 
     if objective is None:
         values = rollout.reward  # [B]
     else:
-        if objective not in rollout.reward_names:
+        if rollout.rewards is None or objective not in rollout.reward_names:
             raise ValueError(
                 f"zero_variance: objective {objective!r} is not in reward_names {list(rollout.reward_names)}"
             )
@@ -56,5 +56,6 @@ def truncated(rollout: Rollout) -> tuple[torch.Tensor, dict]:
     Their reward says nothing about the answer they did not finish; masking them keeps that noise out of the
     loss while they still count in their group's baseline (advantages are computed before filtering).
     """
+    assert rollout.truncated is not None  # Rollout fills it with all False when not given
     keep = ~rollout.truncated  # [B]
     return keep, {"filter/truncated_frac": 1.0 - keep.float().mean().item()}
