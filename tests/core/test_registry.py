@@ -43,3 +43,29 @@ def test_bad_names_raise():
     reg = Registry("thing")
     with pytest.raises(ValueError, match="non-empty string"):
         reg.add("", 1)
+
+
+def test_parts_declare_what_they_read():
+    reg = Registry("thing")
+
+    @reg.register("needs_ref", requires=("ref_logp",))
+    def needs_ref():
+        pass
+
+    reg.add("plain", 1)
+    assert reg.requires("needs_ref") == {"ref_logp"} and reg.requires("plain") == frozenset()
+    with pytest.raises(UnknownNameError):
+        reg.requires("missing")
+
+
+def test_core_parts_declare_their_inputs():
+    from grpolab.core.advantages import ADVANTAGES
+    from grpolab.core.losses import POLICY_LOSSES
+    from grpolab.core.regularizers import REGULARIZERS
+    from grpolab.core.shaping import SHAPING
+
+    assert ADVANTAGES.requires("gae") == {"value"} and ADVANTAGES.requires("remax") == {"greedy_reward"}
+    assert ADVANTAGES.requires("grpo") == frozenset()
+    assert POLICY_LOSSES.requires("ppo_clip") == {"old_logp"} and POLICY_LOSSES.requires("reinforce") == frozenset()
+    assert REGULARIZERS.requires("kl") == {"ref_logp"} and REGULARIZERS.requires("entropy") == {"entropy"}
+    assert SHAPING.requires("kl_reward") == {"old_logp", "ref_logp"}

@@ -261,7 +261,7 @@ def rloo(rollout: Rollout) -> Tensor:
     return _broadcast(adv, rollout.mask)  # [B, T]
 
 
-@ADVANTAGES.register("remax")
+@ADVANTAGES.register("remax", requires=("greedy_reward",))
 def remax(rollout: Rollout, *, baseline_key: str = "greedy_reward") -> Tensor:
     """ReMax advantage ``A_i = r_i − r(greedy decode of i's prompt)``, broadcast to every valid token: [B, T].
 
@@ -341,7 +341,7 @@ def reinforce_pp(
     return ret  # [B, T]
 
 
-@ADVANTAGES.register("gae")
+@ADVANTAGES.register("gae", requires=("value",))
 def gae(
     rollout: Rollout,
     *,

@@ -205,7 +205,7 @@ def _ratio_loss(
 
 
 # ---------------------------------------------------------------------------------------------------- losses
-@POLICY_LOSSES.register("ppo_clip")
+@POLICY_LOSSES.register("ppo_clip", requires=("old_logp",))
 def ppo_clip(
     logp: Tensor,
     rollout: Rollout,
@@ -261,7 +261,7 @@ def ppo_clip(
     )
 
 
-@POLICY_LOSSES.register("clip_higher")
+@POLICY_LOSSES.register("clip_higher", requires=("old_logp",))
 def clip_higher(
     logp: Tensor,
     rollout: Rollout,
@@ -322,7 +322,7 @@ def _gspo_token_ratio(logp: Tensor, old: Tensor, mask: Tensor) -> tuple[Tensor, 
     return torch.exp(token_log_ratio), seq_log_ratio  # [B, T], [B]
 
 
-@POLICY_LOSSES.register("gspo")
+@POLICY_LOSSES.register("gspo", requires=("old_logp",))
 def gspo(
     logp: Tensor,
     rollout: Rollout,

@@ -38,21 +38,33 @@ class Registry(Mapping[str, Any]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Any] = {}
+        self._requires: dict[str, frozenset[str]] = {}
 
-    def register(self, name: str) -> Callable[[F], F]:
-        """Decorator registering a function under ``name``; a duplicate name raises ``ValueError``."""
+    def register(self, name: str, *, requires: tuple[str, ...] = ()) -> Callable[[F], F]:
+        """Decorator registering a function under ``name``; a duplicate name raises ``ValueError``.
+
+        ``requires`` names the inputs the part reads beyond the basic rollout (``old_logp``, ``ref_logp``,
+        ``value``, ``entropy``, or an ``extras`` key such as ``greedy_reward``), so a trainer can prepare exactly
+        those (load a reference model, a value head, a greedy decode) without knowing the part by name.
+        """
         self._check_new(name)  # fail at the decorator line, not after the body is defined
 
         def decorator(fn: F) -> F:
-            self.add(name, fn)
+            self.add(name, fn, requires=requires)
             return fn
 
         return decorator
 
-    def add(self, name: str, obj: Any) -> None:
+    def add(self, name: str, obj: Any, *, requires: tuple[str, ...] = ()) -> None:
         """Register ``obj`` under ``name`` (the non-decorator form, for objects such as presets)."""
         self._check_new(name)
         self._entries[name] = obj
+        self._requires[name] = frozenset(requires)
+
+    def requires(self, name: str) -> frozenset[str]:
+        """The inputs the part ``name`` declared it reads (see :meth:`register`)."""
+        self[name]  # unknown names raise, listing the known ones
+        return self._requires[name]
 
     def _check_new(self, name: str) -> None:
         if not isinstance(name, str) or not name:

@@ -23,7 +23,7 @@ from grpolab.core.types import Rollout
 REGULARIZERS = Registry("regularizer")
 
 
-@REGULARIZERS.register("kl")
+@REGULARIZERS.register("kl", requires=("ref_logp",))
 def kl(
     logp: Tensor,
     rollout: Rollout,
@@ -57,7 +57,7 @@ def kl(
     return loss, {"kl": masked_mean(per_token.detach(), rollout.mask).item()}
 
 
-@REGULARIZERS.register("entropy")
+@REGULARIZERS.register("entropy", requires=("entropy",))
 def entropy_bonus(
     logp: Tensor,
     rollout: Rollout,

@@ -61,7 +61,7 @@ def overlong(
     return rollout.replace(reward=rollout.reward + penalty), metrics
 
 
-@SHAPING.register("kl_reward")
+@SHAPING.register("kl_reward", requires=("old_logp", "ref_logp"))
 def kl_reward(
     rollout: Rollout,
     *,
