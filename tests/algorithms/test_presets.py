@@ -276,3 +276,11 @@ def test_overlong_needs_only_the_run_supplied_max_len():
 def test_preset_parts_are_read_only():
     with pytest.raises(TypeError):
         PRESETS["grpo"].loss.params["epsilon"] = 0.3
+
+
+def test_presets_know_what_their_parts_read():
+    assert PRESETS["grpo"].requires == {"old_logp", "ref_logp"}
+    assert PRESETS["dr_grpo"].requires == {"old_logp"}
+    assert PRESETS["ppo"].requires == {"old_logp", "ref_logp", "value"}
+    assert PRESETS["remax"].requires == {"greedy_reward"}
+    assert PRESETS["rloo"].requires == {"old_logp", "ref_logp"}

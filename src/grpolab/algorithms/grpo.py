@@ -10,7 +10,7 @@ PRESET = Preset(
     loss=Part("ppo_clip", {"epsilon": 0.2}),
     aggregation="seq_mean_token_mean",  # Eq. 3: 1/G Σ_i 1/|o_i| Σ_t
     regularizers=(Part("kl", {"coef": 0.04, "estimator": "k3"}),),
-    trainer={"num_generations": 64, "learning_rate": 1e-6, "num_iterations": 1},
+    trainer={"num_iterations": 1},
     notes="Paper: lr 1e-6, β 0.04, 64 samples per question, one update per exploration stage; ε = 0.2 is PPO's "
     "standard value (not restated in the paper). Std uses ddof 1 and ε = 1e-6 outside the root.",
 )

@@ -11,7 +11,7 @@ PRESET = Preset(
     loss=Part("ppo_clip", {"epsilon": 0.2}),
     aggregation="token_mean",
     value_loss={"clip_eps": 0.2},
-    trainer={"num_generations": 1, "vf_coef": 0.5, "num_iterations": 4},
+    trainer={"vf_coef": 0.5, "num_iterations": 4},
     notes="ε = 0.2 from the paper; 4 epochs and vf_coef 0.5 are CleanRL's defaults (the paper: 3 epochs, c1 = 1 on "
     "Atari). γ = 1, λ = 0.95 and the per-token "
     "k1 KL penalty in the reward follow the language-model PPO recipe (InstructGPT, arXiv 2203.02155; "

@@ -26,17 +26,16 @@ SUPPLIED_BY_TRAINER = frozenset({"aggregation", "num_tokens", "num_seqs", "norm_
 #: Required part arguments a trainer fills from the run (``max_len`` = the generation limit, max_new_tokens).
 RUN_ARGUMENTS = frozenset({"max_len"})
 
-#: Trainer-level settings a preset may carry as its paper's defaults, with their meaning.
+#: Trainer settings a preset may set because the method needs them (applied unless the user overrides them).
+#: Paper-scale settings (learning rate, batch size, 64 samples per prompt) are in each preset's ``notes``: they
+#: belong to the paper's model size, not to the method.
 TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
     {
         "num_generations": "completions sampled per prompt (G)",
-        "learning_rate": "AdamW learning rate",
+        "num_iterations": "optimisation passes over each rollout batch (PPO epochs, GRPO's μ)",
         "temperature": "sampling temperature of rollouts",
         "top_p": "nucleus sampling threshold of rollouts",
-        "num_iterations": "optimisation passes over each rollout batch (PPO epochs, GRPO's μ)",
-        "greedy_baseline": "also decode each prompt greedily and store its reward in extras['greedy_reward'] (ReMax)",
         "vf_coef": "weight of the value loss (needs value_loss)",
-        "warmup_steps": "learning-rate warm-up steps",
     }
 )
 
@@ -66,7 +65,7 @@ class Preset:
     - ``regularizers``, ``shaping``, ``filters``: ``REGULARIZERS`` / ``SHAPING`` / ``FILTERS`` entries, applied
       in order (shaping before the advantage, filters after it).
     - ``value_loss``: arguments of ``core.losses.value_loss`` when the method trains a critic, else None.
-    - ``trainer``: the paper's trainer-level defaults (keys of ``TRAINER_SETTINGS``).
+    - ``trainer``: trainer settings the method needs (keys of ``TRAINER_SETTINGS``).
     - ``paper``, ``arxiv``: the citation; ``notes``: interpretation choices and their sources.
     """
 
@@ -114,6 +113,22 @@ class Preset:
             "regularizers": ", ".join(map(str, self.regularizers)) or "-",
             "value_loss": "-" if self.value_loss is None else str(Part("clipped", self.value_loss)),
         }
+
+    def parts(self) -> list[tuple[Registry, Part]]:
+        """Every (registry, part) the preset names, in pipeline order."""
+        return [
+            *((SHAPING, p) for p in self.shaping),
+            (ADVANTAGES, self.advantage),
+            *((FILTERS, p) for p in self.filters),
+            (POLICY_LOSSES, self.loss),
+            *((REGULARIZERS, p) for p in self.regularizers),
+        ]
+
+    @property
+    def requires(self) -> frozenset[str]:
+        """Inputs the parts read beyond the basic rollout (``ref_logp``, ``value``, ``greedy_reward`` ...)."""
+        needs = frozenset().union(*(registry.requires(part.name) for registry, part in self.parts()))
+        return needs | {"value"} if self.value_loss is not None else needs
 
     @property
     def citation(self) -> str:

@@ -10,8 +10,8 @@ PRESET = Preset(
     advantage=Part("reinforce_pp", {"gamma": 1.0, "baseline": "none"}),  # global batch normalisation
     loss=Part("ppo_clip", {"epsilon": 0.2}),
     aggregation="token_mean",
-    trainer={"num_generations": 1},
-    notes="KL(t) = log π_old/π_ref (k1) subtracted in the reward. β = 0.01 is a common setting of the paper's "
+    notes="Paper: one sample per prompt (k = 1) in the general setting. "
+    "KL(t) = log π_old/π_ref (k1) subtracted in the reward. β = 0.01 is a common setting of the paper's "
     "OpenRLHF recipes (usually 0.001 to 0.01). For groups of k > 1 use advantage "
     "reinforce_pp(baseline='group') (REINFORCE++-baseline).",
 )

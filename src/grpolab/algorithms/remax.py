@@ -9,7 +9,7 @@ PRESET = Preset(
     advantage=Part("remax", {"baseline_key": "greedy_reward"}),
     loss=Part("reinforce"),
     aggregation="seq_mean_token_sum",  # REINFORCE on the sequence log-probability
-    trainer={"num_generations": 1, "greedy_baseline": True, "num_iterations": 1},
+    trainer={"num_generations": 1, "num_iterations": 1},
     notes="One sampled completion per prompt plus one greedy decode whose reward is the baseline (stored by the "
     "rollout in extras['greedy_reward']).",
 )

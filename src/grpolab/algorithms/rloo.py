@@ -10,7 +10,7 @@ PRESET = Preset(
     advantage=Part("rloo"),
     loss=Part("reinforce"),
     aggregation="seq_mean_token_sum",  # the whole completion is one action: Σ_t log π, averaged over samples
-    trainer={"num_generations": 4, "num_iterations": 1},
+    trainer={"num_iterations": 1},
     notes="The paper models the completion as a single action with the KL penalty in the sequence reward and "
     "reports k = 2 and 4; β = 0.05 is TRL's RLOO default (the paper tunes β per task).",
 )
