@@ -15,7 +15,7 @@ def readme_commands():
 def test_readme_starts_with_exactly_two_setup_commands():
     commands = readme_commands()
     assert commands[:2] == [
-        "bash scripts/install.sh && .venv/bin/grpolab algorithms",
+        "bash scripts/install.sh && .venv/bin/grpolab train",
         "bash scripts/install.sh dev && .venv/bin/python -m pytest -q",
     ]
 

@@ -1,9 +1,11 @@
-"""The ``grpolab`` command line."""
+"""The ``grpolab`` command line: train, eval, algorithms."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def _algorithms(args: argparse.Namespace) -> int:
@@ -19,9 +21,100 @@ def _algorithms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from grpolab.rewards.scoring import RewardError
+    from grpolab.trainer.config import FIELDS, parse_value, resolve
+    from grpolab.trainer.loop import NonFiniteLossError, Trainer
+
+    overrides = {name: parse_value(name, getattr(args, name)) for name in FIELDS if hasattr(args, name)}
+    config_file = args.config
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise SystemExit(f"--resume: {run_dir} is not a run folder (no config.yaml)")
+        config_file = run_dir / "config.yaml"
+        overrides.update(name=run_dir.name, output_dir=str(run_dir.parent))
+    try:  # everything that can be checked fails here, before any work starts
+        config = resolve(config_file, overrides)
+        trainer = Trainer(config, resume=bool(args.resume))
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
+        print(f"grpolab train: {e}", file=sys.stderr)
+        return 2
+    try:
+        metrics = trainer.run()
+    except (RewardError, NonFiniteLossError) as e:
+        print(f"grpolab train: stopped at step {trainer.step + 1}: {e}", file=sys.stderr)
+        return 1
+    summary = {k: v for k, v in metrics.items() if k.startswith("eval/") or k in ("step", "reward", "accuracy")}
+    print(f"run folder: {Path(config.output_dir) / str(config.name)}")
+    print(json.dumps(summary))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+    import yaml
+
+    import grpolab.data.arith  # noqa: F401  (registers built-in tasks)
+    from grpolab.data import TASKS
+    from grpolab.models.policy import load_policy
+    from grpolab.trainer.loop import evaluate
+
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_policy(args.model, seed=args.seed)
+    task = TASKS[args.task](**(yaml.safe_load(args.task_args) or {}))
+    result = evaluate(
+        model,
+        tokenizer,
+        task,
+        num_prompts=args.prompts,
+        samples=args.samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    print(json.dumps({"model": args.model, "task": args.task, **result}))
+    return 0
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    from grpolab.trainer.config import FIELDS
+
+    parser.add_argument("--config", help="YAML file of options (overridden by the options given here)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    group = parser.add_argument_group("options (YAML syntax for lists and mappings)")
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        extra = {"nargs": "?", "const": "true"} if f.type in ("bool", bool) else {}
+        group.add_argument(
+            flag, dest=name, default=argparse.SUPPRESS, metavar="V", help=f"{f.metadata['help']} [{default}]", **extra
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO-family RL post-training as composable parts.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a policy (no options: the built-in model on arith with grpo)",
+        description="Train a policy. With no options: the built-in tiny model on the arith task with preset grpo.",
+    )
+    _add_train_options(train)
+    train.set_defaults(run=_train)
+
+    ev = sub.add_parser("eval", help="pass@1 and pass@k of a model on a task's held-out prompts")
+    ev.add_argument("--model", default="tiny-arith", help="built-in name or a local Hugging Face folder [tiny-arith]")
+    ev.add_argument("--task", default="arith", help="task name [arith]")
+    ev.add_argument("--task-args", default="{}", help="YAML mapping of task options [{}]")
+    ev.add_argument("--prompts", type=int, default=500, help="held-out prompts [500]")
+    ev.add_argument("--samples", type=int, default=8, help="samples per prompt; pass@k for k = samples [8]")
+    ev.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy [1.0]")
+    ev.add_argument("--max-new-tokens", type=int, default=8, help="generation limit [8]")
+    ev.add_argument("--seed", type=int, default=0, help="seed [0]")
+    ev.set_defaults(run=_eval)
+
     algorithms = sub.add_parser("algorithms", help="list presets with their slot parts and papers")
     view = algorithms.add_mutually_exclusive_group()
     view.add_argument("--parts", action="store_true", help="list every registered core part by slot instead")

@@ -1,0 +1,5 @@
+"""Rollout engines: turn prompts into completions (token ids, masks, texts)."""
+
+from grpolab.rollout.hf import Generation, HFEngine
+
+__all__ = ["Generation", "HFEngine"]

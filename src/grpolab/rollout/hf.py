@@ -1,0 +1,132 @@
+"""The ``hf`` rollout engine: batched sampling with transformers' ``generate`` and its KV cache.
+
+All P prompts × G samples are generated as one left-padded batch. Chat prompts (lists of messages) go through
+the tokenizer's chat template. A completion ends at EOS (kept, so the model learns to stop), at a stop string,
+or at ``max_new_tokens`` (then ``truncated``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Generation:
+    """Completions of a batch of prompts; row i belongs to prompt ``prompt_index[i]``."""
+
+    prompt_ids: Tensor  # [N, Lp] left-padded
+    prompt_mask: Tensor  # [N, Lp] bool
+    completion_ids: Tensor  # [N, T] right-padded
+    completion_mask: Tensor  # [N, T] bool: generated tokens up to and including EOS / the stop string
+    truncated: Tensor  # [N] bool: hit max_new_tokens without EOS or stop string
+    texts: list[str]  # N decoded completions (special tokens removed)
+    prompt_index: Tensor  # [N] long
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.completion_mask.sum())
+
+
+class HFEngine:
+    """Sampling with ``model.generate``.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer with ``eos_token_id`` (and a pad token or EOS used as pad).
+        max_new_tokens: generation limit per completion.
+        temperature: sampling temperature (0 = greedy).
+        top_p, top_k: nucleus / top-k truncation (1.0 / 0 = off).
+        stop: strings that end a completion besides EOS.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        stop: list[str] | None = None,
+    ) -> None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no EOS token; completions could never end")
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.stop = list(stop or [])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def encode(self, prompts: list[Any]) -> tuple[Tensor, Tensor]:
+        """Left-padded prompt ids [P, Lp] and mask [P, Lp]; chat prompts use the chat template."""
+        texts = [
+            self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+            if isinstance(p, list)
+            else p
+            for p in prompts
+        ]
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+        finally:
+            self.tokenizer.padding_side = side
+        return batch["input_ids"], batch["attention_mask"].bool()
+
+    @torch.no_grad()
+    def generate(self, model: Any, prompts: list[Any], *, num_generations: int, greedy: bool = False) -> Generation:
+        """G completions of each prompt, sampled together (or greedy decodes when ``greedy``)."""
+        prompt_ids, prompt_mask = self.encode(prompts)  # [P, Lp]
+        device = next(model.parameters()).device
+        prompt_ids = prompt_ids.repeat_interleave(num_generations, dim=0).to(device)  # [N, Lp]
+        prompt_mask = prompt_mask.repeat_interleave(num_generations, dim=0).to(device)  # [N, Lp]
+        sample = not greedy and self.temperature > 0
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=sample,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
+        if sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if self.stop:
+            kwargs.update(stop_strings=self.stop, tokenizer=self.tokenizer)
+        was_training = model.training
+        model.eval()
+        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), **kwargs)  # [N, Lp + T']
+        model.train(was_training)
+        completion = out[:, prompt_ids.shape[1] :]  # [N, T']
+        if completion.shape[1] == 0:  # cannot happen with max_new_tokens >= 1, kept for clarity of shapes
+            raise RuntimeError("generate returned no new tokens")
+        mask, ended = self._completion_mask(completion)  # [N, T'], [N]
+        texts = self.tokenizer.batch_decode(torch.where(mask, completion, self.pad_id), skip_special_tokens=True)
+        stopped = torch.tensor([any(s in t for s in self.stop) for t in texts], dtype=torch.bool, device=device)
+        truncated = ~ended & ~stopped & (mask.sum(-1) >= self.max_new_tokens)  # [N]
+        P = len(prompts)
+        return Generation(
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            completion_ids=completion,
+            completion_mask=mask,
+            truncated=truncated,
+            texts=texts,
+            prompt_index=torch.arange(P, device=device).repeat_interleave(num_generations),  # [N]
+        )
+
+    def _completion_mask(self, completion: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens up to and including the first EOS; padding after an early stop is excluded."""
+        is_eos = completion == self.tokenizer.eos_token_id  # [N, T]
+        before_end = (torch.cumsum(is_eos.long(), dim=1) - is_eos.long()) == 0  # [N, T]: up to the first EOS
+        mask = before_end
+        if self.pad_id != self.tokenizer.eos_token_id:
+            # generate pads rows that stopped early (stop strings); an EOS row is already cut at its EOS
+            mask = mask & (completion != self.pad_id)  # [N, T]
+        mask[:, 0] = True  # a completion always has its first token (possibly EOS itself)
+        return mask, is_eos.any(dim=1)

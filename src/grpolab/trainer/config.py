@@ -1,0 +1,217 @@
+"""The training configuration: one flat dataclass, every option documented with its default and usual range.
+
+Precedence, lowest first: the defaults here (sized for the built-in CPU run) < the preset's method settings
+(``Preset.trainer``) < a YAML file (``--config``) < ``--key value`` on the command line. ``resolve`` applies
+that order and validates every value before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grpolab.algorithms import PRESETS, Part, Preset
+from grpolab.core.aggregation import AGGREGATIONS
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with its help text (shown by ``grpolab train --help`` and in docs)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # ------------------------------------------------------------------ run
+    name: str | None = opt(None, "run name; the run writes <output_dir>/<name>/ (default: <algo>-<task>-<time>)")
+    output_dir: str = opt("runs", "folder that holds the run folders")
+    seed: int = opt(0, "seed of every random choice (prompts, sampling, initialisation); runs are deterministic on CPU")
+    # ------------------------------------------------------------------ model
+    model: str = opt("tiny-arith", "policy: a built-in name (tiny-arith, random-tiny) or a local Hugging Face folder")
+    dtype: str = opt("fp32", "parameter dtype: fp32 or bf16 (log-prob statistics are always taken in fp32)")
+    lora: bool = opt(False, "train LoRA adapters (peft) instead of all weights; the reference is the base model")
+    lora_r: int = opt(16, "LoRA rank (usually 8 to 64)")
+    lora_alpha: int = opt(32, "LoRA scale alpha (usually 2x the rank)")
+    lora_dropout: float = opt(0.0, "LoRA dropout (usually 0 to 0.1)")
+    # ------------------------------------------------------------------ task
+    task: str = opt("arith", "task name (arith, file, ... see grpolab.data.TASKS)")
+    task_args: dict = opt({}, "keyword arguments of the task, e.g. {train: data.jsonl, reward: numeric} for task file")
+    # ------------------------------------------------------------------ algorithm
+    algo: str = opt("grpo", "preset naming the parts below (grpolab algorithms lists them)")
+    advantage: str | None = opt(None, "override the preset's advantage estimator (e.g. rloo)")
+    advantage_args: dict = opt({}, "hyper-parameters of the advantage, merged over the preset's")
+    loss: str | None = opt(None, "override the preset's policy loss (e.g. clip_higher)")
+    loss_args: dict = opt({}, "hyper-parameters of the policy loss, merged over the preset's (e.g. {epsilon: 0.2})")
+    aggregation: str | None = opt(None, "override the preset's loss aggregation (token_mean, seq_mean_token_mean ...)")
+    regularizers: list | None = opt(
+        None, "replace the preset's regularizers: [kl] or [{name: kl, params: {coef: 0.01}}]"
+    )
+    shaping: list | None = opt(None, "replace the preset's reward shaping steps (same format)")
+    filters: list | None = opt(None, "replace the preset's sample filters (same format)")
+    # ------------------------------------------------------------------ rollout
+    num_prompts: int = opt(16, "prompts per step P (usually 8 to 512)")
+    num_generations: int = opt(8, "completions per prompt G (GRPO paper 64; usually 4 to 16)")
+    max_new_tokens: int = opt(8, "generation limit per completion; also Dr. GRPO's constant and DAPO's L_max")
+    temperature: float = opt(1.0, "sampling temperature of rollouts (usually 0.6 to 1.2); log-probs use the same")
+    top_p: float = opt(1.0, "nucleus sampling threshold (1 = off; usually 0.9 to 1)")
+    top_k: int = opt(0, "top-k sampling (0 = off)")
+    stop: list = opt([], "stop strings that end a completion besides EOS")
+    # ------------------------------------------------------------------ optimisation
+    steps: int = opt(300, "training steps (one rollout batch each)")
+    learning_rate: float = opt(
+        2e-4, "AdamW learning rate (1e-6 for 7B models in the papers; 1e-4 to 5e-4 for tiny models)"
+    )
+    weight_decay: float = opt(0.0, "AdamW weight decay (usually 0 to 0.1)")
+    adam_betas: list = opt([0.9, 0.99], "AdamW betas")
+    lr_schedule: str = opt("constant", "learning-rate schedule after warm-up: constant, linear or cosine")
+    warmup_steps: int = opt(0, "linear warm-up optimizer steps (DAPO: 20)")
+    max_grad_norm: float = opt(1.0, "gradient clipping by global norm (0 = off; usually 0.5 to 1)")
+    num_iterations: int = opt(1, "passes over each rollout batch (GRPO's μ, PPO epochs; usually 1 to 4)")
+    minibatches: int = opt(1, "optimizer steps per pass: the batch is split into this many mini-batches")
+    grad_accum: int = opt(1, "micro-batches per mini-batch, accumulated into one optimizer step")
+    vf_coef: float = opt(0.5, "value-loss weight for methods with a critic (CleanRL 0.5; usually 0.25 to 1)")
+    logprob_chunk: int = opt(1024, "tokens per chunk when taking log-softmax and entropy (bounds memory)")
+    # ------------------------------------------------------------------ rewards
+    on_reward_error: str = opt("raise", "a reward function that raises: raise (stop the run) or skip (mask the sample)")
+    # ------------------------------------------------------------------ evaluation, logging, checkpoints
+    eval_every: int = opt(50, "evaluate on held-out prompts every N steps (0 = only at the start and the end)")
+    eval_prompts: int = opt(200, "held-out prompts per evaluation")
+    eval_samples: int = opt(1, "samples per held-out prompt (pass@1 is their mean accuracy; pass@k for k <= this)")
+    eval_temperature: float = opt(1.0, "sampling temperature of evaluation (0 = greedy)")
+    save_every: int = opt(50, "checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = opt(2, "checkpoints kept on disk (older ones are deleted)")
+    progress: bool = opt(True, "show a progress bar")
+
+    # ------------------------------------------------------------------ derived
+    def preset(self) -> Preset:
+        """The preset with this config's part overrides applied (validated by Preset itself)."""
+        base = PRESETS[self.algo]
+        changes: dict[str, Any] = {"name": f"{base.name}+overrides"}
+        if self.advantage is not None or self.advantage_args:
+            same = self.advantage is None or self.advantage == base.advantage.name
+            name = base.advantage.name if self.advantage is None else self.advantage
+            changes["advantage"] = Part(name, {**(base.advantage.params if same else {}), **self.advantage_args})
+        if self.loss is not None or self.loss_args:
+            same = self.loss is None or self.loss == base.loss.name
+            name = base.loss.name if self.loss is None else self.loss
+            changes["loss"] = Part(name, {**(base.loss.params if same else {}), **self.loss_args})
+        if self.aggregation is not None:
+            changes["aggregation"] = self.aggregation
+        for slot in ("regularizers", "shaping", "filters"):
+            value = getattr(self, slot)
+            if value is not None:
+                changes[slot] = tuple(_part(item, slot) for item in value)
+        if len(changes) == 1:
+            return base
+        return dataclasses.replace(base, **changes)
+
+
+def _part(item: Any, slot: str) -> Part:
+    if isinstance(item, str):
+        return Part(item)
+    if isinstance(item, dict) and set(item) <= {"name", "params"} and "name" in item:
+        return Part(item["name"], item.get("params") or {})
+    raise ValueError(f"{slot}: each entry is a name or {{name: ..., params: {{...}}}}, got {item!r}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+CHOICES = {
+    "dtype": ("fp32", "bf16"),
+    "lr_schedule": ("constant", "linear", "cosine"),
+    "on_reward_error": ("raise", "skip"),
+}
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A command-line string as the field's type (YAML syntax for lists and dicts)."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown option --{name.replace('_', '-')}; see grpolab train --help")
+    kind = str(FIELDS[name].type)
+    try:
+        if kind in ("int", "float"):  # YAML would read "5e-4" as a string: numbers are parsed as numbers
+            return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')} takes a number, got {text!r}") from None
+    value = yaml.safe_load(text) if text != "" else ""
+    if kind.startswith("str") and not isinstance(value, str) and value is not None:
+        value = text  # "--name 123" stays a string
+    return value
+
+
+def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Build the config: defaults < preset method settings < YAML file < overrides; validate everything."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        loaded = yaml.safe_load(Path(file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{file}: a config file holds a mapping of option: value")
+        values.update(loaded)
+    values.update(overrides or {})
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; known: {sorted(FIELDS)}")
+    algo = values.get("algo", TrainConfig.algo)
+    preset = PRESETS[algo]  # unknown presets raise here, listing the known ones
+    merged = {**dict(preset.trainer), **values}
+    config = TrainConfig(**{k: v for k, v in merged.items() if k in FIELDS})
+    if config.name is None:
+        config.name = f"{config.algo}-{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ValueError naming the option for anything that would fail later; builds the preset too."""
+    for name, choices in CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(config, name)!r}"
+            )
+    positive = [
+        "num_prompts",
+        "num_generations",
+        "max_new_tokens",
+        "steps",
+        "num_iterations",
+        "minibatches",
+        "grad_accum",
+        "eval_prompts",
+        "eval_samples",
+        "logprob_chunk",
+        "keep_checkpoints",
+        "lora_r",
+    ]
+    for name in positive:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    for name in ("eval_every", "save_every", "warmup_steps"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+    for name in ("learning_rate", "temperature"):
+        if not isinstance(getattr(config, name), (int, float)) or getattr(config, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)!r}")
+    if not 0 < config.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {config.top_p}")
+    if config.eval_temperature < 0 or config.max_grad_norm < 0 or config.weight_decay < 0 or config.top_k < 0:
+        raise ValueError("--eval-temperature, --max-grad-norm, --weight-decay and --top-k must be >= 0")
+    batch = config.num_prompts * config.num_generations
+    if batch < config.minibatches * config.grad_accum:
+        raise ValueError(
+            f"a batch of {batch} completions cannot be split into {config.minibatches} mini-batches x "
+            f"{config.grad_accum} micro-batches"
+        )
+    if config.aggregation is not None and config.aggregation not in AGGREGATIONS:
+        AGGREGATIONS[config.aggregation]
+    config.preset()  # unknown parts or hyper-parameters raise here
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

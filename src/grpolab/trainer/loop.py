@@ -1,0 +1,540 @@
+"""The training loop: one step reads top to bottom, from prompts to the optimizer step.
+
+    sample prompts -> rollout (generate) -> rewards -> [ref / old log-probs, values] -> shaping -> advantage
+    -> filters -> for num_iterations x mini-batches: policy loss + regularizers (+ value loss) -> AdamW step
+    -> metrics -> periodic eval -> checkpoint
+
+Every algorithm-specific choice comes from the preset's parts (``core`` registries); the loop never looks at
+an algorithm's name. What a part reads (a reference model, a value head, a greedy decode) is declared by the
+part itself (``Registry.requires``), and the loop prepares exactly that.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from grpolab.algorithms import Preset
+from grpolab.core.advantages import ADVANTAGES, compute_gae, outcome_token_rewards
+from grpolab.core.filters import FILTERS
+from grpolab.core.losses import POLICY_LOSSES, value_loss
+from grpolab.core.regularizers import REGULARIZERS
+from grpolab.core.shaping import SHAPING
+from grpolab.core.stats import masked_mean
+from grpolab.core.types import Rollout
+from grpolab.data import TASKS, Task
+from grpolab.data.sampler import UniformSampler
+from grpolab.models.policy import load_policy
+from grpolab.rewards.scoring import score_completions
+from grpolab.rollout.hf import Generation, HFEngine
+from grpolab.trainer import checkpoint
+from grpolab.trainer.config import TrainConfig, to_dict
+from grpolab.trainer.logprob import ValueHead, completion_outputs
+from grpolab.trainer.plot import plot_run
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the run stopped after saving a checkpoint."""
+
+
+@dataclass
+class Batch:
+    """One scored rollout batch: what the update needs besides the model."""
+
+    rollout: Rollout
+    advantages: torch.Tensor  # [B, T]
+    returns: torch.Tensor | None  # [B, T] value targets (critic methods)
+    gen: Generation
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """Builds everything a run needs from a config; ``run()`` trains. ``resume=True`` continues a run folder."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(config.output_dir) / str(config.name)
+        self.preset: Preset = config.preset()
+        needs = self.preset.requires
+        torch.manual_seed(config.seed)
+
+        self.task: Task = TASKS[config.task](**config.task_args)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[config.dtype]
+        self.model, self.tokenizer = load_policy(config.model, dtype=dtype, seed=config.seed)
+        # The reference model is loaded only when a part reads ref_logp (a KL term).
+        self.ref_model = None
+        if config.lora:
+            self.model = _with_lora(self.model, config)  # the reference is the base model: adapters disabled
+        elif "ref_logp" in needs:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.device = next(self.model.parameters()).device
+        self.value_head = ValueHead(self.model.config.hidden_size).to(self.device) if "value" in needs else None
+        self.needs_ref = "ref_logp" in needs
+        self.greedy_baseline = "greedy_reward" in needs
+        self.needs_entropy_grad = any("entropy" in REGULARIZERS.requires(p.name) for p in self.preset.regularizers)
+        # Old log-probs equal the current ones (detached) when the policy is updated once per rollout; they need a
+        # forward pass of their own only for several updates per batch or when a shaping step reads them.
+        self.on_policy = config.num_iterations == 1 and config.minibatches == 1
+        shaping_reads_old = any("old_logp" in SHAPING.requires(p.name) for p in self.preset.shaping)
+        self.old_at_rollout = not self.on_policy or shaping_reads_old
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.value_head is not None:
+            params += list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(
+            params, lr=config.learning_rate, betas=tuple(config.adam_betas), weight_decay=config.weight_decay
+        )
+        total_updates = config.steps * config.num_iterations * config.minibatches
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, total_updates))
+        self.sampler = UniformSampler(len(self.task.train), seed=config.seed)
+        self.engine = HFEngine(
+            self.tokenizer,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k,
+            stop=config.stop,
+        )
+        self.step = 0
+        self._rng_at_step_start: dict[str, Any] | None = None
+        self._last_saved = -1
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._resume()
+        else:
+            (self.run_dir / "metrics.jsonl").write_text("")
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, float]:
+        """Train for the remaining steps; returns the last logged metrics (with the final evaluation)."""
+        config = self.config
+        last: dict[str, float] = {}
+        if self.step == 0:
+            last = self._log({"step": 0, **self.evaluate()})
+        progress = _progress(config, initial=self.step)
+        try:
+            while self.step < config.steps:
+                self._rng_at_step_start = checkpoint.rng_state()
+                t0 = time.perf_counter()
+                batch = self.rollout_batch()
+                metrics = {**batch.metrics, **self.update(batch)}
+                self.step += 1
+                elapsed = time.perf_counter() - t0
+                metrics.update(step=self.step, step_time=elapsed, tokens_per_s=batch.gen.num_tokens / elapsed)
+                final = self.step == config.steps
+                if final or (config.eval_every and self.step % config.eval_every == 0):
+                    metrics.update(self.evaluate())
+                last = self._log(metrics)
+                if final or (config.save_every and self.step % config.save_every == 0):
+                    self.save()
+                progress.update(1)
+                progress.set_postfix_str(_postfix(metrics), refresh=False)
+        except BaseException:
+            self._save_on_crash()
+            raise
+        finally:
+            progress.close()
+        self._finish()
+        return last
+
+    def rollout_batch(self) -> Batch:
+        """Sample prompts, generate, score, and turn the result into advantages (no gradient)."""
+        config, task = self.config, self.task
+        rows = [task.train[i] for i in self.sampler.next(config.num_prompts)]
+        t0 = time.perf_counter()
+        gen = self.engine.generate(self.model, [r["prompt"] for r in rows], num_generations=config.num_generations)
+        gen_time = time.perf_counter() - t0
+        scores, accuracy = self._score(rows, gen)
+        metrics: dict[str, float] = {**scores.metrics, "gen_time": gen_time}
+        metrics["accuracy"] = float(accuracy.mean())
+        metrics["response_length"] = gen.completion_mask.sum(-1).float().mean().item()
+        metrics["truncated_frac"] = gen.truncated.float().mean().item()
+
+        extras: dict[str, Any] = {}
+        if self.greedy_baseline:  # ReMax: the reward of each prompt's greedy decode is the baseline
+            greedy = self.engine.generate(self.model, [r["prompt"] for r in rows], num_generations=1, greedy=True)
+            greedy_scores, _ = self._score(rows, greedy)
+            extras["greedy_reward"] = greedy_scores.reward.to(self.device)[gen.prompt_index]  # [B]
+        old_logp = ref_logp = values = None
+        with torch.no_grad():
+            if self.old_at_rollout or self.value_head is not None:
+                out = self._outputs(self.model, gen, value_head=self.value_head)
+                old_logp = out.logp if self.old_at_rollout else None
+                values = out.value
+            if self.needs_ref:
+                with self._reference() as ref:
+                    ref_logp = self._outputs(ref, gen).logp
+        rollout = Rollout(
+            group=gen.prompt_index,
+            mask=gen.completion_mask,
+            reward=scores.reward.to(self.device),
+            rewards=scores.finite_rewards().to(self.device),
+            reward_names=tuple(scores.names),
+            old_logp=_fp32(old_logp),
+            ref_logp=_fp32(ref_logp),
+            value=_fp32(values),
+            truncated=gen.truncated,
+            extras={**extras, "row": torch.arange(gen.completion_ids.shape[0], device=self.device)},
+        )
+        if not bool(scores.valid.all()):  # samples whose reward failed (--on-reward-error skip) leave the batch
+            rollout = rollout.select(scores.valid.to(self.device))
+        for part in self.preset.shaping:
+            fn = SHAPING[part.name]
+            rollout, shaped = fn(rollout, **_with_run_arguments(fn, part.params, config))
+            metrics.update(shaped)
+        advantages = ADVANTAGES[self.preset.advantage.name](rollout, **self.preset.advantage.params)  # [B, T]
+        returns = None
+        if self.value_head is not None:
+            gae_args = {k: v for k, v in self.preset.advantage.params.items() if k in ("gamma", "lam")}
+            _, returns = compute_gae(outcome_token_rewards(rollout), rollout.value, rollout.mask, **gae_args)
+        keep = torch.ones(rollout.batch_size, dtype=torch.bool, device=self.device)
+        for part in self.preset.filters:
+            kept, filtered = FILTERS[part.name](rollout, **part.params)
+            keep &= kept
+            metrics.update(filtered)
+        metrics["kept_frac"] = keep.float().mean().item()
+        metrics["reward"] = scores.reward.mean().item()
+        metrics["adv_abs_mean"] = masked_mean(advantages.abs(), rollout.mask).item()
+        if not bool(keep.any()):
+            return Batch(rollout, advantages, returns, gen, metrics | {"skipped": 1.0})
+        rollout, advantages = rollout.select(keep), advantages[keep]
+        returns = None if returns is None else returns[keep]
+        return Batch(rollout, advantages, returns, gen, metrics)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """num_iterations passes x mini-batches x accumulated micro-batches; one optimizer step per mini-batch."""
+        config = self.config
+        if batch.metrics.get("skipped"):
+            return {"lr": self.scheduler.get_last_lr()[0]}
+        B = batch.rollout.batch_size
+        sums: dict[str, float] = {}
+        count = 0
+        grad_norms = []
+        for _ in range(config.num_iterations):
+            order = torch.randperm(B).to(self.device)
+            for mini in order.chunk(config.minibatches):
+                self.optimizer.zero_grad(set_to_none=True)
+                mini_mask = batch.rollout.mask[mini]  # [b, T]
+                counts = dict(num_tokens=float(mini_mask.sum()), num_seqs=float(len(mini)))
+                for micro in mini.chunk(config.grad_accum):
+                    loss, metrics = self._micro_loss(batch, micro, counts)
+                    if not torch.isfinite(loss):
+                        self._stop_non_finite(f"the loss is {loss.item()} ({metrics})")
+                    loss.backward()
+                    for k, v in metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                grad_norms.append(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or math.inf).item())
+                self.optimizer.step()
+                self.scheduler.step()
+        out = {k: v / count for k, v in sums.items()}
+        out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        out["lr"] = self.scheduler.get_last_lr()[0]
+        return out
+
+    def _micro_loss(self, batch: Batch, rows: torch.Tensor, counts: dict[str, float]) -> tuple[torch.Tensor, dict]:
+        """Loss of the completions ``rows`` of the batch, normalised by the mini-batch's global counts."""
+        config, preset = self.config, self.preset
+        keep = torch.zeros(batch.rollout.batch_size, dtype=torch.bool, device=self.device)
+        keep[rows] = True
+        rollout = batch.rollout.select(keep)
+        adv = batch.advantages[keep]  # [b, T]
+        gen_rows = rollout.extras["row"]  # [b] rows of the generation
+        out = self._outputs(self.model, batch.gen, rows=gen_rows, entropy=True, value_head=self.value_head)
+        logp = out.logp  # [b, T]
+        if not bool(torch.isfinite(logp[rollout.mask]).all()):
+            self._stop_non_finite("the model's log-probs hold NaN or inf, so the loss is nan")
+        if rollout.old_logp is None:  # on-policy: old log-probs are the current ones, detached
+            rollout = rollout.replace(old_logp=logp.detach())
+        agg = dict(aggregation=preset.aggregation, norm_constant=config.max_new_tokens, **counts)
+        loss, metrics = POLICY_LOSSES[preset.loss.name](logp, rollout, adv, **agg, **preset.loss.params)
+        entropy = out.entropy  # [b, T]
+        for part in preset.regularizers:
+            term, reg_metrics = REGULARIZERS[part.name](logp, rollout, entropy=entropy, **agg, **part.params)
+            loss = loss + term
+            metrics.update(reg_metrics)
+        if self.value_head is not None and batch.returns is not None:
+            vf, vf_metrics = value_loss(
+                out.value,
+                rollout,
+                batch.returns[keep],
+                **{**agg, "aggregation": "token_mean"},
+                **(preset.value_loss or {}),
+            )
+            loss = loss + config.vf_coef * vf
+            metrics.update(vf_metrics)
+        metrics["entropy"] = masked_mean(entropy.detach(), rollout.mask).item()
+        metrics["loss"] = loss.item()
+        return loss, metrics
+
+    # -------------------------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """pass@1 (and pass@k) on held-out prompts; seeded and isolated from the training random stream."""
+        return evaluate(
+            self.model,
+            self.tokenizer,
+            self.task,
+            num_prompts=self.config.eval_prompts,
+            samples=self.config.eval_samples,
+            temperature=self.config.eval_temperature,
+            max_new_tokens=self.config.max_new_tokens,
+            top_p=self.config.top_p,
+            top_k=self.config.top_k,
+            stop=self.config.stop,
+            seed=self.config.seed,
+            on_error=self.config.on_reward_error,
+        )
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _score(self, rows: list[dict], gen: Generation) -> tuple[Any, torch.Tensor]:
+        idx = gen.prompt_index.tolist()
+        prompts = [rows[i]["prompt"] for i in idx]
+        completions: list[Any] = [
+            [{"role": "assistant", "content": text}] if isinstance(p, list) else text
+            for p, text in zip(prompts, gen.texts, strict=True)
+        ]
+        columns = {k: [rows[i][k] for i in idx] for k in rows[0] if k != "prompt"}
+        scores = score_completions(
+            self.task.reward_funcs,
+            self.task.reward_weights,
+            prompts,
+            completions,
+            columns,
+            on_error=self.config.on_reward_error,
+        )
+        if self.task.accuracy in self.task.reward_funcs:
+            column = self.task.reward_funcs.index(self.task.accuracy)
+            accuracy = scores.rewards[:, column].nan_to_num(0.0)
+        else:
+            accuracy = torch.tensor([float(a or 0.0) for a in self.task.accuracy(prompts, completions, **columns)])
+        return scores, accuracy
+
+    def _outputs(self, model: Any, gen: Generation, *, rows=None, entropy=False, value_head=None):
+        take = slice(None) if rows is None else rows
+        return completion_outputs(
+            model,
+            gen.prompt_ids[take],
+            gen.prompt_mask[take],
+            gen.completion_ids[take],
+            gen.completion_mask[take],
+            temperature=self.config.temperature,
+            chunk_size=self.config.logprob_chunk,
+            entropy=entropy,
+            entropy_grad=self.needs_entropy_grad,
+            value_head=value_head,
+        )
+
+    @contextmanager
+    def _reference(self):
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:  # LoRA: the base model with the adapters switched off is the reference
+            with self.model.disable_adapter():
+                yield self.model
+
+    def _log(self, metrics: dict[str, float]) -> dict[str, float]:
+        # NaN (e.g. the std of a reward nobody returned) is written as null: metrics.jsonl stays valid JSON
+        record = {k: (None if v != v else round(v, 6)) if isinstance(v, float) else v for k, v in metrics.items()}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": {k: v for k, v in self.model.state_dict().items()},
+            "value_head": None if self.value_head is None else self.value_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": checkpoint.rng_state(),
+        }
+
+    def save(self) -> None:
+        if self._last_saved == self.step:
+            return
+        checkpoint.save(self.run_dir / "checkpoints", self.step, self.state_dict(), keep=self.config.keep_checkpoints)
+        self._last_saved = self.step
+
+    def _stop_non_finite(self, what: str) -> None:
+        # Saved under the last completed step; with several mini-batches per step the weights may already hold
+        # this step's earlier mini-batch updates (they were finite).
+        self.save()
+        raise NonFiniteLossError(
+            f"step {self.step + 1}: {what}; the last good state is saved in {self.run_dir / 'checkpoints'}. "
+            "Lower --learning-rate, or check the rewards and the model."
+        )
+
+    def _save_on_crash(self) -> None:
+        """Keep the last completed step (with the random state it started the failed step with)."""
+        if self._last_saved == self.step or self._rng_at_step_start is None:
+            return
+        state = self.state_dict()
+        state["rng"] = self._rng_at_step_start
+        checkpoint.save(self.run_dir / "checkpoints", self.step, state, keep=self.config.keep_checkpoints)
+        self._last_saved = self.step
+
+    def _resume(self) -> None:
+        state = checkpoint.load_latest(self.run_dir / "checkpoints")
+        if state is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+        self.model.load_state_dict(state["model"])
+        if self.value_head is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step = self._last_saved = state["step"]
+        # Metrics logged after the checkpoint were produced by steps that will run again: drop them.
+        path = self.run_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= self.step))
+
+    def _finish(self) -> None:
+        final = self.run_dir / "final"
+        model = self.model.merge_and_unload() if self.config.lora else self.model
+        model.save_pretrained(final, safe_serialization=True)
+        self.tokenizer.save_pretrained(final)
+        if self.value_head is not None:
+            torch.save(self.value_head.state_dict(), final / "value_head.pt")
+        plot_run(self.run_dir)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    task: Task,
+    *,
+    num_prompts: int,
+    samples: int = 1,
+    temperature: float = 1.0,
+    max_new_tokens: int = 8,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    stop: list[str] | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+) -> dict[str, float]:
+    """Held-out accuracy: ``eval/pass@1`` (mean over samples) and ``eval/pass@k`` for k = samples (unbiased
+    estimator of Chen et al. 2021, arXiv 2107.03374). Uses its own seed and leaves the global random state as
+    it found it. With ``on_error="skip"`` a sample whose check raises counts as wrong (``eval/reward_errors``)."""
+    rows = list(task.eval[:num_prompts])
+    engine = HFEngine(
+        tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, stop=stop
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1_000_003)
+        gen = engine.generate(model, [r["prompt"] for r in rows], num_generations=samples, greedy=temperature == 0)
+    idx = gen.prompt_index.tolist()
+    prompts = [rows[i]["prompt"] for i in idx]
+    completions = [
+        [{"role": "assistant", "content": t}] if isinstance(p, list) else t
+        for p, t in zip(prompts, gen.texts, strict=True)
+    ]
+    columns = {k: [rows[i][k] for i in idx] for k in rows[0] if k != "prompt"}
+    scores = score_completions([task.accuracy], [1.0], prompts, completions, columns, on_error=on_error)
+    correct = scores.finite_rewards()[:, 0] * scores.valid  # a sample whose check failed counts as wrong
+    correct = correct.view(len(rows), samples)  # [P, k]
+    out = {"eval/pass@1": correct.mean().item(), "eval/reward_errors": scores.metrics["reward_errors"]}
+    if samples > 1:
+        out[f"eval/pass@{samples}"] = pass_at_k(correct, samples).item()
+    out["eval/response_length"] = gen.completion_mask.sum(-1).float().mean().item()
+    return out
+
+
+def pass_at_k(correct: torch.Tensor, k: int) -> torch.Tensor:
+    """Unbiased pass@k from n samples per prompt with c correct: mean of 1 − C(n−c, k) / C(n, k)."""
+    n = correct.shape[1]
+    c = correct.sum(dim=1)  # [P]
+    fail = torch.tensor([math.comb(n - int(ci), k) / math.comb(n, k) for ci in c.tolist()])  # [P]
+    return (1.0 - fail).mean()
+
+
+# ---------------------------------------------------------------------------------------------- setup helpers
+def _schedule(config: TrainConfig, total: int):
+    warm = config.warmup_steps
+
+    def factor(i: int) -> float:
+        if warm and i < warm:
+            return (i + 1) / warm
+        progress = min(1.0, (i - warm) / max(1, total - warm))
+        if config.lr_schedule == "linear":
+            return 1.0 - progress
+        if config.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+def _with_lora(model: Any, config: TrainConfig) -> Any:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise ImportError("--lora needs peft: pip install peft") from e
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules="all-linear"
+    )
+    return get_peft_model(model, lora)
+
+
+def _with_run_arguments(fn: Any, params: Any, config: TrainConfig) -> dict[str, Any]:
+    """Parts that take ``max_len`` get the run's generation limit."""
+    import inspect
+
+    extra = {"max_len": config.max_new_tokens} if "max_len" in inspect.signature(fn).parameters else {}
+    return {**extra, **params}
+
+
+def _fp32(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.detach().float()
+
+
+def _progress(config: TrainConfig, initial: int):
+    if not config.progress:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=config.steps, initial=initial, desc=str(config.name), dynamic_ncols=True)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _postfix(m: dict[str, float]) -> str:
+    keys = [("reward", "reward"), ("accuracy", "acc"), ("entropy", "ent"), ("kl", "kl"), ("tokens_per_s", "tok/s")]
+    parts = [f"{short}={m[k]:.3g}" for k, short in keys if k in m]
+    if "eval/pass@1" in m:
+        parts.append(f"eval={m['eval/pass@1']:.3f}")
+    return " ".join(parts)
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> dict[str, float]:
+    """Train with ``config``; returns the last metrics. See :class:`Trainer`."""
+    return Trainer(config, resume=resume).run()
+
+
+__all__ = ["NonFiniteLossError", "Trainer", "evaluate", "pass_at_k", "train"]
