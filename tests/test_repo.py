@@ -41,9 +41,32 @@ def test_console_script_runs():
 
 
 def test_readme_python_example_runs_and_says_the_truth():
-    (code,) = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
+    (code,) = [b for b in blocks if "ADVANTAGES" in b]
     namespace: dict = {}
     exec(code, namespace)
     adv = namespace["adv"]
     assert [round(a, 4) for a in adv[:, 0].tolist()] == [1.5, -0.5, -0.5, -0.5]
     assert namespace["logp"].grad is not None and namespace["metrics"]["clip_frac"] == 0.0
+
+
+def test_readme_custom_task_example_trains(tmp_path, monkeypatch):
+    import json
+
+    from grpolab.data import TASKS
+
+    blocks = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
+    (code,) = [b for b in blocks if "TASKS.register" in b]
+    rows = [{"prompt": f"{a}+1=", "answer": str(a + 1)} for a in range(60)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(tmp_path)
+    code = code.replace('"./my-hf-model"', '"random-tiny"').replace(
+        '"algo": "dr_grpo"}',
+        '"algo": "dr_grpo", "steps": 1, "num_prompts": 2, "num_generations": 2, "eval_prompts": 2, "progress": False}',
+    )
+    try:
+        exec(code, {})
+    finally:
+        TASKS._entries.pop("mine", None)
+        TASKS._requires.pop("mine", None)
+    assert list((tmp_path / "runs").glob("dr_grpo-mine-*/final/config.json"))

@@ -57,3 +57,15 @@ def test_log_probs_match_the_sampling_distribution_with_left_padding():
     )  # [2, T] log-probs of the tempered distribution generate sampled from
     got = completion_outputs(model, prompt_ids, prompt_mask, completion, mask, temperature=0.7).logp
     torch.testing.assert_close(got[mask], expected[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_chat_prompts_go_through_the_chat_template():
+    torch.manual_seed(0)
+    model, tok = random_tiny_model(seed=0)
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}={% endfor %}"  # minimal
+    engine = HFEngine(tok, max_new_tokens=3)
+    ids, mask = engine.encode([[{"role": "user", "content": "12+3"}]])
+    assert tok.decode(ids[0][mask[0]], skip_special_tokens=True) == "12+3="
+    assert (ids[0] == tok.bos_token_id).sum() == 1  # the template's BOS only
+    gen = engine.generate(model, [[{"role": "user", "content": "12+3"}]], num_generations=2)
+    assert gen.completion_ids.shape[0] == 2

@@ -73,7 +73,9 @@ class HFEngine:
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
-            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+            # a chat template writes its own BOS and role markers: do not add special tokens a second time
+            chat = any(isinstance(p, list) for p in prompts)
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
         finally:
             self.tokenizer.padding_side = side
         return batch["input_ids"], batch["attention_mask"].bool()

@@ -63,7 +63,7 @@ class TrainConfig:
     top_k: int = opt(0, "top-k sampling (0 = off)")
     stop: list = opt([], "stop strings that end a completion besides EOS")
     # ------------------------------------------------------------------ optimisation
-    steps: int = opt(300, "training steps (one rollout batch each)")
+    steps: int = opt(400, "training steps (one rollout batch each)")
     learning_rate: float = opt(
         2e-4, "AdamW learning rate (1e-6 for 7B models in the papers; 1e-4 to 5e-4 for tiny models)"
     )
@@ -81,7 +81,7 @@ class TrainConfig:
     on_reward_error: str = opt("raise", "a reward function that raises: raise (stop the run) or skip (mask the sample)")
     # ------------------------------------------------------------------ evaluation, logging, checkpoints
     eval_every: int = opt(50, "evaluate on held-out prompts every N steps (0 = only at the start and the end)")
-    eval_prompts: int = opt(200, "held-out prompts per evaluation")
+    eval_prompts: int = opt(500, "held-out prompts per evaluation (the built-in arith task holds out 500)")
     eval_samples: int = opt(1, "samples per held-out prompt (pass@1 is their mean accuracy; pass@k for k <= this)")
     eval_temperature: float = opt(1.0, "sampling temperature of evaluation (0 = greedy)")
     save_every: int = opt(50, "checkpoint every N steps (0 = only at the end)")
