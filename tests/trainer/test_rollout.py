@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from grpolab.models import random_tiny_model
@@ -9,15 +10,16 @@ def test_completion_mask_ends_at_the_first_eos_and_skips_padding():
     _, tok = random_tiny_model(seed=0)
     engine = HFEngine(tok, max_new_tokens=4)
     eos, pad = tok.eos_token_id, tok.pad_token_id
-    ids = torch.tensor([[5, eos, 7, 7], [eos, 7, 7, 7], [5, 6, 7, 8], [5, pad, pad, pad]])
+    ids = torch.tensor([[5, eos, 7, 7], [eos, 7, 7, 7], [5, 6, 7, 8], [5, pad, pad, pad], [5, pad, 6, pad]])
     mask, ended = engine._completion_mask(ids)
     assert mask.tolist() == [
         [True, True, False, False],  # EOS is kept: the model learns to stop
         [True, False, False, False],
         [True, True, True, True],
         [True, False, False, False],  # a stop string ended it; generate padded the rest
+        [True, True, True, False],  # a pad token sampled mid-completion is a real token
     ]
-    assert ended.tolist() == [True, True, False, False]
+    assert ended.tolist() == [True, True, False, False, False]
 
 
 def test_generation_shapes_truncation_and_grouping():
@@ -69,3 +71,53 @@ def test_chat_prompts_go_through_the_chat_template():
     assert (ids[0] == tok.bos_token_id).sum() == 1  # the template's BOS only
     gen = engine.generate(model, [[{"role": "user", "content": "12+3"}]], num_generations=2)
     assert gen.completion_ids.shape[0] == 2
+
+
+@pytest.mark.parametrize("with_value", [False, True])
+def test_shared_prompt_forward_equals_one_forward_per_row(with_value):
+    """Running each prompt once for its G completions gives the same log-probs, entropy, values and gradients."""
+    from grpolab.trainer.logprob import ValueHead
+
+    torch.manual_seed(2)
+    model, tok = random_tiny_model(seed=2)
+    engine = HFEngine(tok, max_new_tokens=6)
+    gen = engine.generate(model, ["1+1=", "99-12=", "7+70="], num_generations=3)  # unequal prompt lengths
+    head = ValueHead(model.config.hidden_size) if with_value else None
+    if head is not None:
+        torch.nn.init.normal_(head.proj.weight)
+    results = []
+    for group in (None, gen.prompt_index):
+        model.zero_grad()
+        out = completion_outputs(
+            model,
+            gen.prompt_ids,
+            gen.prompt_mask,
+            gen.completion_ids,
+            gen.completion_mask,
+            group=group,
+            temperature=0.9,
+            entropy=True,
+            entropy_grad=True,
+            value_head=head,
+        )
+        m = gen.completion_mask
+        total = out.logp[m].sum() + out.entropy[m].sum() + (out.value[m].sum() if with_value else 0)
+        total.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((out, grads))
+    (full, g_full), (shared, g_shared) = results
+    m = gen.completion_mask
+    torch.testing.assert_close(shared.logp[m], full.logp[m], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared.entropy[m], full.entropy[m], atol=1e-5, rtol=1e-5)
+    if with_value:
+        torch.testing.assert_close(shared.value[m], full.value[m], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_shared, g_full, atol=1e-5, rtol=1e-4)
+
+
+def test_rows_with_different_prompts_under_one_id_fall_back_to_the_full_forward():
+    torch.manual_seed(3)
+    model, tok = random_tiny_model(seed=3)
+    gen = HFEngine(tok, max_new_tokens=3).generate(model, ["1+1=", "2+2="], num_generations=2)
+    wrong = torch.zeros_like(gen.prompt_index)  # claims every row has the same prompt
+    args = (model, gen.prompt_ids, gen.prompt_mask, gen.completion_ids, gen.completion_mask)
+    torch.testing.assert_close(completion_outputs(*args, group=wrong).logp, completion_outputs(*args).logp)

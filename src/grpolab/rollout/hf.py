@@ -128,7 +128,9 @@ class HFEngine:
         before_end = (torch.cumsum(is_eos.long(), dim=1) - is_eos.long()) == 0  # [N, T]: up to the first EOS
         mask = before_end
         if self.pad_id != self.tokenizer.eos_token_id:
-            # generate pads rows that stopped early (stop strings); an EOS row is already cut at its EOS
-            mask = mask & (completion != self.pad_id)  # [N, T]
+            # generate pads rows that stopped early (stop strings): drop the trailing run of pad tokens only, so a
+            # pad token the model sampled mid-completion stays in (an EOS row is already cut at its EOS)
+            not_pad = completion != self.pad_id  # [N, T]
+            mask = mask & (not_pad.flip(1).long().cumsum(1).flip(1) > 0)  # [N, T]
         mask[:, 0] = True  # a completion always has its first token (possibly EOS itself)
         return mask, is_eos.any(dim=1)

@@ -329,6 +329,7 @@ class Trainer:
             gen.prompt_mask[take],
             gen.completion_ids[take],
             gen.completion_mask[take],
+            group=gen.prompt_index[take] if self.config.share_prompt_forward else None,
             temperature=self.config.temperature,
             chunk_size=self.config.logprob_chunk,
             entropy=entropy,
