@@ -2,16 +2,16 @@
 
 Run BY HAND, never in CI: verl is not a dependency of grpolab. It lives in its own virtual environment,
 because the verl wheel ships top-level ``tests/`` and ``scripts/`` packages that would shadow this project's
-own if installed into ``/work/main/.venv``, and a full ``pip install verl`` downgrades transformers::
+own if installed into the project's ``.venv``, and a full ``pip install verl`` downgrades transformers::
 
-    python3 -m venv /work/verl-ref/venv
-    /work/verl-ref/venv/bin/pip install torch==2.13.0                       # CPU wheel
-    /work/verl-ref/venv/bin/pip install --no-deps verl==0.9.1
-    /work/verl-ref/venv/bin/pip install packaging numpy ray tensordict==0.10.0 omegaconf transformers \
+    python3 -m venv ../verl-ref/venv
+    ../verl-ref/venv/bin/pip install torch==2.13.0                       # CPU wheel
+    ../verl-ref/venv/bin/pip install --no-deps verl==0.9.1
+    ../verl-ref/venv/bin/pip install packaging numpy ray tensordict==0.10.0 omegaconf transformers \
         codetiming orjson pyyaml
 
-    cd /work/main
-    OMP_NUM_THREADS=1 PYTHONPATH=src /work/verl-ref/venv/bin/python benchmarks/crosscheck_verl.py
+    cd <repository root>
+    OMP_NUM_THREADS=1 PYTHONPATH=src ../verl-ref/venv/bin/python benchmarks/crosscheck_verl.py
 
 grpolab is imported from ``src`` (``PYTHONPATH=src``), verl from the venv; this file only *calls* verl.
 
