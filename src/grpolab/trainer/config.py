@@ -94,14 +94,14 @@ class TrainConfig:
         """The preset with this config's part overrides applied (validated by Preset itself)."""
         base = PRESETS[self.algo]
         changes: dict[str, Any] = {"name": f"{base.name}+overrides"}
-        if self.advantage is not None or self.advantage_args:
-            same = self.advantage is None or self.advantage == base.advantage.name
-            name = base.advantage.name if self.advantage is None else self.advantage
-            changes["advantage"] = Part(name, {**(base.advantage.params if same else {}), **self.advantage_args})
-        if self.loss is not None or self.loss_args:
-            same = self.loss is None or self.loss == base.loss.name
-            name = base.loss.name if self.loss is None else self.loss
-            changes["loss"] = Part(name, {**(base.loss.params if same else {}), **self.loss_args})
+        for slot, name, args in (
+            ("advantage", self.advantage, self.advantage_args),
+            ("loss", self.loss, self.loss_args),
+        ):
+            if name is not None or args:
+                current: Part = getattr(base, slot)
+                same = name is None or name == current.name  # same part: the given args merge over the preset's
+                changes[slot] = Part(current.name if same else name, {**(current.params if same else {}), **args})
         if self.aggregation is not None:
             changes["aggregation"] = self.aggregation
         for slot in ("regularizers", "shaping", "filters"):

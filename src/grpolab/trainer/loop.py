@@ -299,13 +299,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- helpers
     def _score(self, rows: list[dict], gen: Generation) -> tuple[Any, torch.Tensor]:
-        idx = gen.prompt_index.tolist()
-        prompts = [rows[i]["prompt"] for i in idx]
-        completions: list[Any] = [
-            [{"role": "assistant", "content": text}] if isinstance(p, list) else text
-            for p, text in zip(prompts, gen.texts, strict=True)
-        ]
-        columns = {k: [rows[i][k] for i in idx] for k in rows[0] if k != "prompt"}
+        prompts, completions, columns = reward_inputs(rows, gen)
         scores = score_completions(
             self.task.reward_funcs,
             self.task.reward_weights,
@@ -441,13 +435,7 @@ def evaluate(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1_000_003)
         gen = engine.generate(model, [r["prompt"] for r in rows], num_generations=samples, greedy=temperature == 0)
-    idx = gen.prompt_index.tolist()
-    prompts = [rows[i]["prompt"] for i in idx]
-    completions = [
-        [{"role": "assistant", "content": t}] if isinstance(p, list) else t
-        for p, t in zip(prompts, gen.texts, strict=True)
-    ]
-    columns = {k: [rows[i][k] for i in idx] for k in rows[0] if k != "prompt"}
+    prompts, completions, columns = reward_inputs(rows, gen)
     scores = score_completions([task.accuracy], [1.0], prompts, completions, columns, on_error=on_error)
     correct = scores.finite_rewards()[:, 0] * scores.valid  # a sample whose check failed counts as wrong
     correct = correct.view(len(rows), samples)  # [P, k]
@@ -456,6 +444,19 @@ def evaluate(
         out[f"eval/pass@{samples}"] = pass_at_k(correct, samples).item()
     out["eval/response_length"] = gen.completion_mask.sum(-1).float().mean().item()
     return out
+
+
+def reward_inputs(rows: list[dict], gen: Generation) -> tuple[list[Any], list[Any], dict[str, list[Any]]]:
+    """TRL reward-function arguments for the completions of ``gen``: prompts, completions (strings, or one
+    assistant message for chat prompts) and every other column of the rows, aligned with the completions."""
+    idx = gen.prompt_index.tolist()
+    prompts = [rows[i]["prompt"] for i in idx]
+    completions: list[Any] = [
+        [{"role": "assistant", "content": text}] if isinstance(p, list) else text
+        for p, text in zip(prompts, gen.texts, strict=True)
+    ]
+    columns = {k: [rows[i][k] for i in idx] for k in rows[0] if k != "prompt"}
+    return prompts, completions, columns
 
 
 def pass_at_k(correct: torch.Tensor, k: int) -> torch.Tensor:
