@@ -121,3 +121,20 @@ def test_rows_with_different_prompts_under_one_id_fall_back_to_the_full_forward(
     wrong = torch.zeros_like(gen.prompt_index)  # claims every row has the same prompt
     args = (model, gen.prompt_ids, gen.prompt_mask, gen.completion_ids, gen.completion_mask)
     torch.testing.assert_close(completion_outputs(*args, group=wrong).logp, completion_outputs(*args).logp)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_shared_prefill_generates_what_a_plain_generate_does(greedy):
+    """Prompts encoded once and their cache repeated for the G samples give the same completions (same seed)."""
+    model, tok = random_tiny_model(seed=4)
+    prompts = ["1+1=", "99-12=", "7+70="]  # unequal lengths: left padding
+    outs = []
+    for share in (False, True):
+        torch.manual_seed(5)
+        gen = HFEngine(tok, max_new_tokens=6, share_prefill=share).generate(
+            model, prompts, num_generations=4, greedy=greedy
+        )
+        outs.append(gen)
+    assert torch.equal(outs[0].completion_ids, outs[1].completion_ids)
+    assert torch.equal(outs[0].completion_mask, outs[1].completion_mask)
+    assert outs[0].texts == outs[1].texts

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from grpolab.models.cache import cache_argument
+
 
 @dataclass
 class Generation:
@@ -40,6 +42,8 @@ class HFEngine:
         temperature: sampling temperature (0 = greedy).
         top_p, top_k: nucleus / top-k truncation (1.0 / 0 = off).
         stop: strings that end a completion besides EOS.
+        share_prefill: encode each distinct prompt once and copy its KV cache to its G samples (exact; saves the
+            repeated prompt work when prompts are long against completions).
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class HFEngine:
         top_p: float = 1.0,
         top_k: int = 0,
         stop: list[str] | None = None,
+        share_prefill: bool = True,
     ) -> None:
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no EOS token; completions could never end")
@@ -60,6 +65,7 @@ class HFEngine:
         self.top_p = top_p
         self.top_k = top_k
         self.stop = list(stop or [])
+        self.share_prefill = share_prefill
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def encode(self, prompts: list[Any]) -> tuple[Tensor, Tensor]:
@@ -83,10 +89,11 @@ class HFEngine:
     @torch.no_grad()
     def generate(self, model: Any, prompts: list[Any], *, num_generations: int, greedy: bool = False) -> Generation:
         """G completions of each prompt, sampled together (or greedy decodes when ``greedy``)."""
-        prompt_ids, prompt_mask = self.encode(prompts)  # [P, Lp]
+        unique_ids, unique_mask = self.encode(prompts)  # [P, Lp]
         device = next(model.parameters()).device
-        prompt_ids = prompt_ids.repeat_interleave(num_generations, dim=0).to(device)  # [N, Lp]
-        prompt_mask = prompt_mask.repeat_interleave(num_generations, dim=0).to(device)  # [N, Lp]
+        unique_ids, unique_mask = unique_ids.to(device), unique_mask.to(device)
+        prompt_ids = unique_ids.repeat_interleave(num_generations, dim=0)  # [N, Lp]
+        prompt_mask = unique_mask.repeat_interleave(num_generations, dim=0)  # [N, Lp]
         sample = not greedy and self.temperature > 0
         kwargs: dict[str, Any] = dict(
             max_new_tokens=self.max_new_tokens,
@@ -102,6 +109,8 @@ class HFEngine:
             kwargs.update(stop_strings=self.stop, tokenizer=self.tokenizer)
         was_training = model.training
         model.eval()
+        if self.share_prefill and num_generations > 1 and prompt_ids.shape[1] > 1:
+            kwargs[cache_argument(model)] = self._prefill(model, unique_ids, unique_mask, num_generations)
         out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), **kwargs)  # [N, Lp + T']
         model.train(was_training)
         completion = out[:, prompt_ids.shape[1] :]  # [N, T']
@@ -121,6 +130,25 @@ class HFEngine:
             texts=texts,
             prompt_index=torch.arange(P, device=device).repeat_interleave(num_generations),  # [N]
         )
+
+    @staticmethod
+    def _prefill(model: Any, ids: Tensor, mask: Tensor, repeats: int) -> Any:
+        """The KV cache of each distinct prompt but its last token, computed once and repeated for its G samples;
+        ``generate`` then runs only the last prompt token and the new ones per sample."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=getattr(model, "config", None))
+        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)  # [P, Lp]
+        model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1].long(),
+            position_ids=positions[:, :-1],
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_argument(model): cache},
+        )
+        cache.batch_repeat_interleave(repeats)  # [P, ...] -> [P * G, ...], rows in the order of repeat_interleave
+        return cache
 
     def _completion_mask(self, completion: Tensor) -> tuple[Tensor, Tensor]:
         """Tokens up to and including the first EOS; padding after an early stop is excluded."""

@@ -77,7 +77,9 @@ class TrainConfig:
     grad_accum: int = opt(1, "micro-batches per mini-batch, accumulated into one optimizer step")
     vf_coef: float = opt(0.5, "value-loss weight for methods with a critic (CleanRL 0.5; usually 0.25 to 1)")
     logprob_chunk: int = opt(1024, "tokens per chunk when taking log-softmax and entropy (bounds memory)")
-    share_prompt_forward: bool = opt(True, "run each prompt once for its G completions in training forwards (exact)")
+    share_prompt_forward: bool = opt(
+        True, "run each prompt once for its G completions, in generation and in training forwards (exact)"
+    )
     # ------------------------------------------------------------------ rewards
     on_reward_error: str = opt("raise", "a reward function that raises: raise (stop the run) or skip (mask the sample)")
     # ------------------------------------------------------------------ evaluation, logging, checkpoints

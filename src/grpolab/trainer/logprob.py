@@ -13,7 +13,6 @@ only computed for the positions that predict completion tokens.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from grpolab.core.logits import entropy_from_logits, token_logprobs
+from grpolab.models.cache import cache_argument
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _shared_prompt_forward(
     p_mask = prompt_mask[first].long()  # [U, Lp]
     p_pos = (p_mask.cumsum(dim=1) - 1).clamp(min=0)  # [U, Lp]
     cache = DynamicCache(config=getattr(model, "config", None))
-    cache_arg = _cache_argument(model)
+    cache_arg = cache_argument(model)
     out = model(
         input_ids=prompt_ids[first],
         attention_mask=p_mask,
@@ -164,9 +164,3 @@ def _shared_prompt_forward(
         if hidden:
             states = torch.cat([states, out.hidden_states[-1]], dim=1)  # [N, T, H]
     return logits, states
-
-
-def _cache_argument(model: Any) -> str:
-    """The name under which the model's forward takes a KV cache (transformers renamed it in 5.x)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"

@@ -103,6 +103,7 @@ class Trainer:
             top_p=config.top_p,
             top_k=config.top_k,
             stop=config.stop,
+            share_prefill=config.share_prompt_forward,
         )
         self.step = 0
         self._rng_at_step_start: dict[str, Any] | None = None
