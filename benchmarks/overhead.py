@@ -41,7 +41,6 @@ import cProfile
 import datetime
 import functools
 import io
-import logging
 import os
 import platform
 import pstats
@@ -49,7 +48,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -59,7 +57,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from vs_trl import BenchConfig, grpolab_trainer, make_configs, med
+from vs_trl import BenchConfig, grpolab_trainer, make_configs, med, quiet_single_thread
 
 VARIANTS = {"kl": 0.04, "nokl": 0.0}
 PARTS = [
@@ -300,13 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_single_thread()
 
     results = []
     with tempfile.TemporaryDirectory(prefix="grpolab-bench-models-") as workdir:

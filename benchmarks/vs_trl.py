@@ -376,6 +376,17 @@ def table(results: list[tuple[BenchConfig, SideBySide]], targets: dict[str, floa
 TARGETS = {"tiny": 0.5, "large": 0.8}
 
 
+def quiet_single_thread() -> None:
+    """One torch thread (no oversubscription on 2 cores) and no library warnings or progress bars."""
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=12, help="measured steps per side (default 12; at least 10)")
@@ -387,13 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_single_thread()
 
     with tempfile.TemporaryDirectory(prefix="grpolab-bench-models-") as workdir:
         configs = make_configs(args.configs.split(","), Path(workdir), tiny_model=args.tiny_model)
