@@ -22,10 +22,13 @@ def _algorithms(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
     from grpolab.rewards.scoring import RewardError
     from grpolab.trainer.config import FIELDS, parse_value, resolve
     from grpolab.trainer.loop import NonFiniteLossError, Trainer
 
+    hf_logging.disable_progress_bar()  # grpolab shows one progress bar; hide the loading / saving bars
     overrides = {name: parse_value(name, getattr(args, name)) for name in FIELDS if hasattr(args, name)}
     config_file = args.config
     if args.resume:
