@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
     try:  # everything that can be checked fails here, before any work starts
         config = resolve(config_file, overrides)
         trainer = Trainer(config, resume=bool(args.resume))
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"grpolab train: {e}", file=sys.stderr)
         return 2
     try:

@@ -181,3 +181,10 @@ def test_cli_eval_reports_pass_at_k(capsys):
     assert main(["eval", "--model", "random-tiny", "--prompts", "4", "--samples", "3", "--max-new-tokens", "3"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0.0 <= result["eval/pass@1"] <= result["eval/pass@3"] <= 1.0
+
+
+def test_a_finished_run_is_not_overwritten_by_a_new_one_with_the_same_name(tmp_path):
+    config = resolve(None, {**TINY, "steps": 1, "output_dir": str(tmp_path), "name": "same"})
+    Trainer(config).run()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(config)

@@ -108,6 +108,11 @@ class Trainer:
         self.step = 0
         self._rng_at_step_start: dict[str, Any] | None = None
         self._last_saved = -1
+        if not resume and checkpoint.list_checkpoints(self.run_dir / "checkpoints"):
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run with checkpoints; continue it with --resume {self.run_dir} "
+                "or choose another --name"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
