@@ -58,8 +58,7 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    import grpolab.data.arith  # noqa: F401  (registers built-in tasks)
-    from grpolab.data import TASKS
+    from grpolab.data import TASKS  # importing the package registers the built-in tasks
     from grpolab.models.policy import load_policy
     from grpolab.trainer.loop import evaluate
 

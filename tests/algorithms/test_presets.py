@@ -1,13 +1,13 @@
 """Each preset, composed from its parts exactly as a trainer would, equals its paper's objective written out
 by hand (Python loops over completions and tokens) on one fixed toy batch."""
 
-import inspect
 import math
 
 import pytest
 import torch
 
 from grpolab.algorithms import PRESETS, Part, Preset
+from grpolab.algorithms.preset import with_run_arguments
 from grpolab.core.advantages import ADVANTAGES, compute_gae, outcome_token_rewards
 from grpolab.core.filters import FILTERS
 from grpolab.core.losses import POLICY_LOSSES, value_loss
@@ -40,17 +40,11 @@ def toy_batch():
     return rollout, logp, values, lengths
 
 
-def _run_arguments(fn, params):
-    """Fill the run-supplied arguments (the generation limit) that a part declares."""
-    extra = {"max_len": MAX_LEN} if "max_len" in inspect.signature(fn).parameters else {}
-    return {**extra, **params}
-
-
 def compose(preset: Preset, rollout: Rollout, logp, values):
     """The trainer's loop for one batch, driven only by the preset's data (no branch on its name)."""
     for part in preset.shaping:
         fn = SHAPING[part.name]
-        rollout, _ = fn(rollout, **_run_arguments(fn, part.params))
+        rollout, _ = fn(rollout, **with_run_arguments(fn, part.params, {"max_len": MAX_LEN}))
     adv = ADVANTAGES[preset.advantage.name](rollout, **preset.advantage.params)  # [B, T]
     keep = torch.ones(rollout.batch_size, dtype=torch.bool)
     for part in preset.filters:

@@ -40,6 +40,12 @@ TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
 )
 
 
+def with_run_arguments(fn: Callable[..., Any], params: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` plus the run-supplied arguments (``RUN_ARGUMENTS``, e.g. ``max_len``) that ``fn`` takes."""
+    accepted = inspect.signature(fn).parameters
+    return {**{k: v for k, v in run.items() if k in RUN_ARGUMENTS and k in accepted}, **params}
+
+
 @dataclass(frozen=True)
 class Part:
     """A registry entry by name plus the hyper-parameters the preset sets (the rest keep their defaults)."""

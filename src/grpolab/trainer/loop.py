@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from grpolab.algorithms import Preset
+from grpolab.algorithms.preset import with_run_arguments
 from grpolab.core.advantages import ADVANTAGES, compute_gae, outcome_token_rewards
 from grpolab.core.filters import FILTERS
 from grpolab.core.losses import POLICY_LOSSES, value_loss
@@ -196,7 +197,7 @@ class Trainer:
             rollout = rollout.select(scores.valid.to(self.device))
         for part in self.preset.shaping:
             fn = SHAPING[part.name]
-            rollout, shaped = fn(rollout, **_with_run_arguments(fn, part.params, config))
+            rollout, shaped = fn(rollout, **with_run_arguments(fn, part.params, {"max_len": config.max_new_tokens}))
             metrics.update(shaped)
         advantages = ADVANTAGES[self.preset.advantage.name](rollout, **self.preset.advantage.params)  # [B, T]
         returns = None
@@ -499,14 +500,6 @@ def _with_lora(model: Any, config: TrainConfig) -> Any:
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules="all-linear"
     )
     return get_peft_model(model, lora)
-
-
-def _with_run_arguments(fn: Any, params: Any, config: TrainConfig) -> dict[str, Any]:
-    """Parts that take ``max_len`` get the run's generation limit."""
-    import inspect
-
-    extra = {"max_len": config.max_new_tokens} if "max_len" in inspect.signature(fn).parameters else {}
-    return {**extra, **params}
 
 
 def _fp32(x: torch.Tensor | None) -> torch.Tensor | None:
