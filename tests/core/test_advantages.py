@@ -203,7 +203,11 @@ def test_zero_variance_and_singleton_groups_give_zero(name):
             assert torch.equal(grpo(r, scale=scale)[[0, 1, 2, 4]], torch.zeros(4, 2))
 
 
-@pytest.mark.parametrize("name", sorted(ADVANTAGES))
+# the baseline estimators of this file (newer methods test the same invariants in their own files)
+BASELINES = ["dr_grpo", "gae", "grpo", "reinforce_pp", "remax", "rloo"]
+
+
+@pytest.mark.parametrize("name", BASELINES)
 def test_masked_positions_are_zero(name):
     r = random_rollout(1)
     out = call(name, r)
@@ -443,4 +447,4 @@ def test_helpers_bad_shapes():
 
 # ============================================================================================ registry
 def test_registry_names():
-    assert sorted(ADVANTAGES) == ["dr_grpo", "gae", "grpo", "reinforce_pp", "remax", "rloo"]
+    assert set(BASELINES) <= set(ADVANTAGES)

@@ -1,4 +1,4 @@
-"""The loop end to end on a random tiny model: every preset trains for 2 steps; faults stop the run cleanly."""
+"""The loop end to end on a random tiny model: every preset trains for 3 steps; faults stop the run cleanly."""
 
 import json
 
@@ -47,14 +47,14 @@ def records(run_dir):
 
 
 @pytest.mark.parametrize("algo", sorted(PRESETS))
-def test_every_preset_trains_two_steps(algo, tmp_path):
-    config = resolve(None, {**TINY, "algo": algo, "name": algo, "output_dir": str(tmp_path)})
+def test_every_preset_trains_three_steps(algo, tmp_path):
+    config = resolve(None, {**TINY, "steps": 3, "algo": algo, "name": algo, "output_dir": str(tmp_path)})
     trainer = Trainer(config)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run()
     run_dir = tmp_path / algo
     logged = records(run_dir)
-    assert [r["step"] for r in logged] == [0, 1, 2]
+    assert [r["step"] for r in logged] == [0, 1, 2, 3]
     assert "eval/pass@1" in logged[0] and "eval/pass@1" in logged[-1]
     for r in logged[1:]:
         assert r.get("skipped") or (r["loss"] is not None and abs(r["loss"]) < 1e6)

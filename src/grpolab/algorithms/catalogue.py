@@ -15,18 +15,27 @@ from grpolab.core.kl import KL_ESTIMATORS
 from grpolab.core.losses import POLICY_LOSSES
 from grpolab.core.registry import Registry
 from grpolab.core.regularizers import REGULARIZERS
+from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES
 
-#: Every core registry, by the slot it fills (pipeline order).
+#: Every part registry, by the slot it fills (pipeline order).
 SLOT_REGISTRIES: dict[str, Registry] = {
+    "rollout strategy": ROLLOUT_STRATEGIES,
     "shaping": SHAPING,
     "advantage": ADVANTAGES,
     "filter": FILTERS,
+    "selector": SELECTORS,
     "policy loss": POLICY_LOSSES,
     "aggregation": AGGREGATIONS,
     "regularizer": REGULARIZERS,
     "kl estimator": KL_ESTIMATORS,
 }
+
+
+def public(registry: Registry) -> list[str]:
+    """Registered names in order, without private ones (a leading underscore: test doubles, internals)."""
+    return [name for name in sorted(registry) if not name.startswith("_")]
 
 
 def summary(obj: object) -> str:
@@ -54,7 +63,7 @@ def parts_table() -> str:
     out = []
     for slot, registry in SLOT_REGISTRIES.items():
         out.append(f"{slot}:")
-        out += [f"    {name:<22}{summary(registry[name])}" for name in sorted(registry)]
+        out += [f"    {name:<22}{summary(registry[name])}" for name in public(registry)]
     return "\n".join(out) + "\n"
 
 
@@ -68,9 +77,10 @@ def methods_markdown() -> str:
         "",
         "## Presets",
         "",
-        "| preset | shaping | advantage | filters | loss | aggregation | regularizers | value loss | paper |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    slots = list(PRESETS["grpo"].slots)
+    lines.append("| preset | " + " | ".join(slot.replace("_", " ") for slot in slots) + " | paper |")
+    lines.append("|---" * (len(slots) + 2) + "|")
     for name in sorted(PRESETS):
         preset = PRESETS[name]
         cells = [f"`{name}`", *(f"`{v}`" if v != "-" else "-" for v in preset.slots.values())]
@@ -84,6 +94,6 @@ def methods_markdown() -> str:
     lines += ["", "## Parts", ""]
     for slot, registry in SLOT_REGISTRIES.items():
         lines += [f"### {slot}", "", "| name | what it does |", "|---|---|"]
-        lines += [f"| `{name}` | {summary(registry[name])} |" for name in sorted(registry)]
+        lines += [f"| `{name}` | {summary(registry[name])} |" for name in public(registry)]
         lines.append("")
     return "\n".join(lines)

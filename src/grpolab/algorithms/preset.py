@@ -19,12 +19,20 @@ from grpolab.core.filters import FILTERS
 from grpolab.core.losses import POLICY_LOSSES, value_loss
 from grpolab.core.registry import Registry
 from grpolab.core.regularizers import REGULARIZERS
+from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES
 
-#: Keyword arguments a trainer supplies itself; a preset may not set them.
-SUPPLIED_BY_TRAINER = frozenset({"aggregation", "num_tokens", "num_seqs", "norm_constant", "entropy"})
-#: Required part arguments a trainer fills from the run (``max_len`` = the generation limit, max_new_tokens).
-RUN_ARGUMENTS = frozenset({"max_len"})
+#: Part arguments a trainer fills from the run when the part declares them:
+#: ``max_len`` the generation limit (max_new_tokens); ``step`` the training steps completed before this one and
+#: ``total_steps`` those of the run (schedules); ``state`` a dict private to the part for the whole run, saved in
+#: checkpoints (tracked quantiles, an adapted temperature); ``advantages`` the batch advantages [B, T]
+#: (regularizers that gate on them).
+RUN_ARGUMENTS = frozenset({"max_len", "step", "total_steps", "state", "advantages"})
+#: Keyword arguments a trainer supplies itself; a preset may not set them (``max_len`` it may: DAPO's L_max).
+SUPPLIED_BY_TRAINER = frozenset({"aggregation", "num_tokens", "num_seqs", "norm_constant", "entropy"}) | (
+    RUN_ARGUMENTS - {"max_len"}
+)
 
 #: Trainer settings a preset may set because the method needs them (applied unless the user overrides them).
 #: Paper-scale settings (learning rate, batch size, 64 samples per prompt) are in each preset's ``notes``: they
@@ -41,8 +49,9 @@ TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
 
 
 def with_run_arguments(fn: Callable[..., Any], params: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` plus the run-supplied arguments (``RUN_ARGUMENTS``, e.g. ``max_len``) that ``fn`` takes."""
-    accepted = inspect.signature(fn).parameters
+    """``params`` plus the run-supplied arguments (``RUN_ARGUMENTS``: ``max_len``, ``step``, ``state`` ...) that
+    ``fn`` declares as keyword-only arguments; ``params`` win (a preset may fix ``max_len``)."""
+    accepted = {p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
     return {**{k: v for k, v in run.items() if k in RUN_ARGUMENTS and k in accepted}, **params}
 
 
@@ -68,8 +77,10 @@ class Preset:
 
     - ``advantage``: an ``ADVANTAGES`` entry; ``loss``: a ``POLICY_LOSSES`` entry; ``aggregation``: an
       ``AGGREGATIONS`` entry shared by the loss and the regularizers.
-    - ``regularizers``, ``shaping``, ``filters``: ``REGULARIZERS`` / ``SHAPING`` / ``FILTERS`` entries, applied
-      in order (shaping before the advantage, filters after it).
+    - ``regularizers``, ``shaping``, ``filters``, ``selectors``: ``REGULARIZERS`` / ``SHAPING`` / ``FILTERS`` /
+      ``SELECTORS`` entries, applied in order (shaping before the advantage, filters then selectors after it).
+    - ``rollout``: ``ROLLOUT_STRATEGIES`` entries that change or extend the sampled batch (extra decodes,
+      continuations from a prefix, off-policy completions), applied in order right after sampling.
     - ``value_loss``: arguments of ``core.losses.value_loss`` when the method trains a critic, else None.
     - ``trainer``: trainer settings the method needs (keys of ``TRAINER_SETTINGS``).
     - ``paper``, ``arxiv``: the citation; ``notes``: interpretation choices and their sources.
@@ -84,6 +95,8 @@ class Preset:
     regularizers: tuple[Part, ...] = ()
     shaping: tuple[Part, ...] = ()
     filters: tuple[Part, ...] = ()
+    selectors: tuple[Part, ...] = ()
+    rollout: tuple[Part, ...] = ()
     value_loss: Mapping[str, Any] | None = None
     trainer: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
@@ -101,6 +114,10 @@ class Preset:
             _check_part(SHAPING, part, where, skip_leading=1)
         for part in self.filters:
             _check_part(FILTERS, part, where, skip_leading=1)
+        for part in self.selectors:
+            _check_part(SELECTORS, part, where, skip_leading=2)
+        for part in self.rollout:
+            _check_part(ROLLOUT_STRATEGIES, part, where, skip_leading=2)
         if self.value_loss is not None:
             _check_arguments(value_loss, dict(self.value_loss), f"{where}: value_loss", skip_leading=3)
         unknown = sorted(set(self.trainer) - set(TRAINER_SETTINGS))
@@ -111,9 +128,11 @@ class Preset:
     def slots(self) -> dict[str, str]:
         """The filled slots as display strings, in pipeline order."""
         return {
+            "rollout": ", ".join(map(str, self.rollout)) or "-",
             "shaping": ", ".join(map(str, self.shaping)) or "-",
             "advantage": str(self.advantage),
             "filters": ", ".join(map(str, self.filters)) or "-",
+            "selectors": ", ".join(map(str, self.selectors)) or "-",
             "loss": str(self.loss),
             "aggregation": self.aggregation,
             "regularizers": ", ".join(map(str, self.regularizers)) or "-",
@@ -123,9 +142,11 @@ class Preset:
     def parts(self) -> list[tuple[Registry, Part]]:
         """Every (registry, part) the preset names, in pipeline order."""
         return [
+            *((ROLLOUT_STRATEGIES, p) for p in self.rollout),
             *((SHAPING, p) for p in self.shaping),
             (ADVANTAGES, self.advantage),
             *((FILTERS, p) for p in self.filters),
+            *((SELECTORS, p) for p in self.selectors),
             (POLICY_LOSSES, self.loss),
             *((REGULARIZERS, p) for p in self.regularizers),
         ]

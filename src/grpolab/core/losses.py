@@ -412,6 +412,7 @@ def value_loss(
     returns: Tensor,
     *,
     clip_eps: float | None = 0.2,
+    finished_only: bool = False,
     aggregation: str = "token_mean",
     num_tokens: Count = None,
     num_seqs: Count = None,
@@ -430,6 +431,10 @@ def value_loss(
         returns: targets R (e.g. GAE returns A + V_old), float [B, T].
         clip_eps: ε_v, the value clip range; default 0.2 (as verl's ``cliprange_value``), usually 0.1 to 0.5,
             None to disable. Its scale is that of the returns.
+        finished_only: train the critic only on completions that ended (``rollout.truncated`` False), as
+            Truncated PPO (arXiv 2506.15050) does: a truncated response has no Monte-Carlo return. The tokens of
+            truncated rows count 0 but stay in the normaliser (``num_tokens``), so micro-batches still sum to
+            the mini-batch loss. Default False (PPO).
         aggregation, num_tokens, num_seqs, norm_constant: see :mod:`grpolab.core.aggregation`.
 
     Returns:
@@ -470,6 +475,8 @@ def value_loss(
         sq_clipped = (v_clipped - ret) ** 2  # [B, T]
         per_token = 0.5 * torch.maximum(sq, sq_clipped)  # [B, T]
         clip_active = sq_clipped > sq  # [B, T]
+    if finished_only:
+        per_token = per_token * (~rollout.truncated).to(per_token.dtype)[:, None]  # [B, T]
     loss = aggregate(
         per_token, mask, aggregation, num_tokens=num_tokens, num_seqs=num_seqs, norm_constant=norm_constant
     )  # []

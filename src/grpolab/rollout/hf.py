@@ -32,6 +32,45 @@ class Generation:
     def num_tokens(self) -> int:
         return int(self.completion_mask.sum())
 
+    def take(self, index: Tensor) -> Generation:
+        """The rows ``index`` (long [M]) in that order."""
+        index = index.to(self.completion_ids.device)
+        return Generation(
+            prompt_ids=self.prompt_ids[index],
+            prompt_mask=self.prompt_mask[index],
+            completion_ids=self.completion_ids[index],
+            completion_mask=self.completion_mask[index],
+            truncated=self.truncated[index],
+            texts=[self.texts[i] for i in index.tolist()],
+            prompt_index=self.prompt_index[index],
+        )
+
+    @staticmethod
+    def cat(parts: list[Generation], pad_id: int) -> Generation:
+        """Rows of several generations stacked (prompts re-padded on the left, completions on the right);
+        ``prompt_index`` values are kept, so all parts must index the same prompt rows."""
+        if not parts:
+            raise ValueError("Generation.cat needs at least one generation")
+        Lp = max(g.prompt_ids.shape[1] for g in parts)
+        T = max(g.completion_ids.shape[1] for g in parts)
+
+        def pad(x: Tensor, width: int, left: bool, value: int | bool) -> Tensor:
+            extra = width - x.shape[1]
+            if extra == 0:
+                return x
+            fill = torch.full((x.shape[0], extra), value, dtype=x.dtype, device=x.device)  # [N, extra]
+            return torch.cat([fill, x] if left else [x, fill], dim=1)
+
+        return Generation(
+            prompt_ids=torch.cat([pad(g.prompt_ids, Lp, True, pad_id) for g in parts]),  # [N, Lp]
+            prompt_mask=torch.cat([pad(g.prompt_mask, Lp, True, False) for g in parts]),  # [N, Lp]
+            completion_ids=torch.cat([pad(g.completion_ids, T, False, pad_id) for g in parts]),  # [N, T]
+            completion_mask=torch.cat([pad(g.completion_mask, T, False, False) for g in parts]),  # [N, T]
+            truncated=torch.cat([g.truncated for g in parts]),  # [N]
+            texts=[t for g in parts for t in g.texts],
+            prompt_index=torch.cat([g.prompt_index for g in parts]),  # [N]
+        )
+
 
 class HFEngine:
     """Sampling with ``model.generate``.
@@ -87,22 +126,60 @@ class HFEngine:
         return batch["input_ids"], batch["attention_mask"].bool()
 
     @torch.no_grad()
-    def generate(self, model: Any, prompts: list[Any], *, num_generations: int, greedy: bool = False) -> Generation:
-        """G completions of each prompt, sampled together (or greedy decodes when ``greedy``)."""
+    def generate(
+        self,
+        model: Any,
+        prompts: list[Any],
+        *,
+        num_generations: int,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Generation:
+        """G completions of each prompt, sampled together (or greedy decodes when ``greedy``).
+
+        ``temperature`` and ``max_new_tokens`` override the engine's settings for this call."""
         unique_ids, unique_mask = self.encode(prompts)  # [P, Lp]
         device = next(model.parameters()).device
-        unique_ids, unique_mask = unique_ids.to(device), unique_mask.to(device)
+        return self.generate_ids(
+            model,
+            unique_ids.to(device),
+            unique_mask.to(device),
+            num_generations=num_generations,
+            greedy=greedy,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+        )
+
+    @torch.no_grad()
+    def generate_ids(
+        self,
+        model: Any,
+        unique_ids: Tensor,
+        unique_mask: Tensor,
+        *,
+        num_generations: int,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Generation:
+        """Like :meth:`generate` from already encoded, left-padded prompts [P, Lp]; ``prompt_index`` is 0..P-1."""
+        temperature = self.temperature if temperature is None else temperature
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if limit < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {limit}")
+        device = unique_ids.device
         prompt_ids = unique_ids.repeat_interleave(num_generations, dim=0)  # [N, Lp]
         prompt_mask = unique_mask.repeat_interleave(num_generations, dim=0)  # [N, Lp]
-        sample = not greedy and self.temperature > 0
+        sample = not greedy and temperature > 0
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=limit,
             do_sample=sample,
             pad_token_id=self.pad_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
         if sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+            kwargs.update(temperature=temperature, top_p=self.top_p, top_k=self.top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if self.stop:
@@ -117,10 +194,10 @@ class HFEngine:
         if completion.shape[1] == 0:  # cannot happen with max_new_tokens >= 1, kept for clarity of shapes
             raise RuntimeError("generate returned no new tokens")
         mask, ended = self._completion_mask(completion)  # [N, T'], [N]
-        texts = self.tokenizer.batch_decode(torch.where(mask, completion, self.pad_id), skip_special_tokens=True)
+        texts = self.decode(completion, mask)
         stopped = torch.tensor([any(s in t for s in self.stop) for t in texts], dtype=torch.bool, device=device)
-        truncated = ~ended & ~stopped & (mask.sum(-1) >= self.max_new_tokens)  # [N]
-        P = len(prompts)
+        truncated = ~ended & ~stopped & (mask.sum(-1) >= limit)  # [N]
+        P = unique_ids.shape[0]
         return Generation(
             prompt_ids=prompt_ids,
             prompt_mask=prompt_mask,
@@ -130,6 +207,79 @@ class HFEngine:
             texts=texts,
             prompt_index=torch.arange(P, device=device).repeat_interleave(num_generations),  # [N]
         )
+
+    def decode(self, completion: Tensor, mask: Tensor) -> list[str]:
+        """Texts of right-padded completions [N, T] (special tokens removed)."""
+        return self.tokenizer.batch_decode(torch.where(mask, completion, self.pad_id), skip_special_tokens=True)
+
+    @torch.no_grad()
+    def continue_from(
+        self,
+        model: Any,
+        gen: Generation,
+        index: Tensor,
+        cut: Tensor,
+        *,
+        num_generations: int,
+        suffix_ids: list[int] | None = None,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> tuple[Generation, Tensor]:
+        """Continue completions of ``gen`` from a prefix: row ``index[m]`` cut after ``cut[m]`` of its tokens,
+        followed by the fixed tokens ``suffix_ids`` (e.g. the ids of "</think>"), ``num_generations`` times each.
+
+        Returns the continued completions as full completions of the *original* prompts (prefix + suffix + new
+        tokens, so they can join the batch and be scored as whole texts) and ``prefix_len`` long [M·n]: how many
+        of their tokens were given rather than sampled (a loss should usually mask those). ``prompt_index`` is
+        that of the source rows. Needs ``1 <= cut[m] <= length of row index[m]`` or cut 0 (no prefix)."""
+        device = gen.completion_ids.device
+        index, cut = index.to(device).long(), cut.to(device).long()  # [M], [M]
+        lengths = gen.completion_mask.sum(-1)[index]  # [M]
+        if bool((cut < 0).any()) or bool((cut > lengths).any()):
+            raise ValueError("continue_from: each cut must lie in 0..length of its completion")
+        suffix = torch.tensor(list(suffix_ids or []), dtype=torch.long, device=device)  # [S]
+        rows = []
+        for i, c in zip(index.tolist(), cut.tolist(), strict=True):
+            prompt = gen.prompt_ids[i][gen.prompt_mask[i]]  # [Lp_i]
+            rows.append(torch.cat([prompt, gen.completion_ids[i, :c], suffix]))  # [Lp_i + c + S]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)  # [M, W] left-padded
+        attn = torch.zeros(len(rows), width, dtype=torch.bool, device=device)  # [M, W]
+        for m, r in enumerate(rows):
+            ids[m, width - len(r) :] = r
+            attn[m, width - len(r) :] = True
+        new = self.generate_ids(
+            model,
+            ids,
+            attn,
+            num_generations=num_generations,
+            greedy=greedy,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+        )
+        src = index.repeat_interleave(num_generations)  # [N]
+        given = cut.repeat_interleave(num_generations) + len(suffix)  # [N]
+        new_len = new.completion_mask.sum(-1)  # [N]
+        total = given + new_len  # [N]
+        T = int(total.max())
+        completion = torch.full((len(src), T), self.pad_id, dtype=torch.long, device=device)  # [N, T]
+        for n, (s, g, k) in enumerate(zip(src.tolist(), given.tolist(), new_len.tolist(), strict=True)):
+            c = g - len(suffix)
+            completion[n, :c] = gen.completion_ids[s, :c]
+            completion[n, c:g] = suffix
+            completion[n, g : g + k] = new.completion_ids[n, :k]
+        mask = torch.arange(T, device=device)[None, :] < total[:, None]  # [N, T]
+        out = Generation(
+            prompt_ids=gen.prompt_ids[src],
+            prompt_mask=gen.prompt_mask[src],
+            completion_ids=completion,
+            completion_mask=mask,
+            truncated=new.truncated,
+            texts=self.decode(completion, mask),
+            prompt_index=gen.prompt_index[src],
+        )
+        return out, given
 
     @staticmethod
     def _prefill(model: Any, ids: Tensor, mask: Tensor, repeats: int) -> Any:

@@ -54,6 +54,8 @@ class TrainConfig:
     )
     shaping: list | None = opt(None, "replace the preset's reward shaping steps (same format)")
     filters: list | None = opt(None, "replace the preset's sample filters (same format)")
+    selectors: list | None = opt(None, "replace the preset's token/sample selectors (same format)")
+    rollout: list | None = opt(None, "replace the preset's rollout strategies (same format), e.g. [greedy_baseline]")
     # ------------------------------------------------------------------ rollout
     num_prompts: int = opt(16, "prompts per step P (usually 8 to 512)")
     num_generations: int = opt(8, "completions per prompt G (GRPO paper 64; usually 4 to 16)")
@@ -106,7 +108,7 @@ class TrainConfig:
                 changes[slot] = Part(current.name if same else name, {**(current.params if same else {}), **args})
         if self.aggregation is not None:
             changes["aggregation"] = self.aggregation
-        for slot in ("regularizers", "shaping", "filters"):
+        for slot in ("regularizers", "shaping", "filters", "selectors", "rollout"):
             value = getattr(self, slot)
             if value is not None:
                 changes[slot] = tuple(_part(item, slot) for item in value)

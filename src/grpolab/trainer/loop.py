@@ -1,12 +1,13 @@
 """The training loop: one step reads top to bottom, from prompts to the optimizer step.
 
-    sample prompts -> rollout (generate) -> rewards -> [ref / old log-probs, values] -> shaping -> advantage
-    -> filters -> for num_iterations x mini-batches: policy loss + regularizers (+ value loss) -> AdamW step
-    -> metrics -> periodic eval -> checkpoint
+    sample prompts -> rollout (generate) -> rewards -> rollout strategies -> [ref / old log-probs, values]
+    -> shaping -> advantage -> filters -> selectors -> for num_iterations x mini-batches: policy loss
+    + regularizers (+ value loss) -> AdamW step -> metrics -> periodic eval -> checkpoint
 
 Every algorithm-specific choice comes from the preset's parts (``core`` registries); the loop never looks at
 an algorithm's name. What a part reads (a reference model, a value head, a greedy decode) is declared by the
-part itself (``Registry.requires``), and the loop prepares exactly that.
+part itself (``Registry.requires``), and the loop prepares exactly that. Parts that keep state across steps
+(tracked quantiles, an adapted temperature) get a private ``state`` dict that checkpoints save.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from typing import Any
 import torch
 import yaml
 
-from grpolab.algorithms import Preset
+from grpolab.algorithms import Part, Preset
 from grpolab.algorithms.preset import with_run_arguments
 from grpolab.core.advantages import ADVANTAGES, compute_gae, outcome_token_rewards
 from grpolab.core.filters import FILTERS
 from grpolab.core.losses import POLICY_LOSSES, value_loss
+from grpolab.core.registry import Registry
 from grpolab.core.regularizers import REGULARIZERS
+from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
 from grpolab.core.stats import masked_mean
 from grpolab.core.types import Rollout
@@ -37,6 +40,7 @@ from grpolab.data.sampler import UniformSampler
 from grpolab.models.policy import load_policy
 from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
 from grpolab.trainer import checkpoint
 from grpolab.trainer.config import TrainConfig, to_dict
 from grpolab.trainer.logprob import ValueHead, completion_outputs
@@ -80,13 +84,15 @@ class Trainer:
         self.device = next(self.model.parameters()).device
         self.value_head = ValueHead(self.model.config.hidden_size).to(self.device) if "value" in needs else None
         self.needs_ref = "ref_logp" in needs
-        self.greedy_baseline = "greedy_reward" in needs
+        self.needs_old_entropy = "old_entropy" in needs
         self.needs_entropy_grad = any("entropy" in REGULARIZERS.requires(p.name) for p in self.preset.regularizers)
         # Old log-probs equal the current ones (detached) when the policy is updated once per rollout; they need a
         # forward pass of their own only for several updates per batch or when a shaping step reads them.
         self.on_policy = config.num_iterations == 1 and config.minibatches == 1
         shaping_reads_old = any("old_logp" in SHAPING.requires(p.name) for p in self.preset.shaping)
         self.old_at_rollout = not self.on_policy or shaping_reads_old
+        # cross-step state of each part (RiskPO quantiles, AEPO's temperature ...), saved in checkpoints
+        self.part_state: dict[str, dict[str, Any]] = {}
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.value_head is not None:
@@ -105,6 +111,20 @@ class Trainer:
             top_k=config.top_k,
             stop=config.stop,
             share_prefill=config.share_prompt_forward,
+        )
+        self.context = RolloutContext(
+            sample_fn=self._sample,
+            score_fn=self._score,
+            continue_fn=lambda gen, index, cut, **kw: self.engine.continue_from(self.model, gen, index, cut, **kw),
+            outputs_fn=self._token_outputs,
+            model=self.model,
+            optimizer=self.optimizer,
+            pad_id=self.engine.pad_id,
+            tokenizer=self.tokenizer,
+            device=self.device,
+            num_generations=config.num_generations,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
         )
         self.step = 0
         self._rng_at_step_start: dict[str, Any] | None = None
@@ -156,67 +176,99 @@ class Trainer:
 
     def rollout_batch(self) -> Batch:
         """Sample prompts, generate, score, and turn the result into advantages (no gradient)."""
-        config, task = self.config, self.task
-        rows = [task.train[i] for i in self.sampler.next(config.num_prompts)]
+        config = self.config
+        rows = [self.task.train[i] for i in self.sampler.next(config.num_prompts)]
         t0 = time.perf_counter()
-        gen = self.engine.generate(self.model, [r["prompt"] for r in rows], num_generations=config.num_generations)
+        sampled = self._sample(rows, config.num_generations)
         gen_time = time.perf_counter() - t0
-        scores, accuracy = self._score(rows, gen)
-        metrics: dict[str, float] = {**scores.metrics, "gen_time": gen_time}
-        metrics["accuracy"] = float(accuracy.mean())
-        metrics["response_length"] = gen.completion_mask.sum(-1).float().mean().item()
-        metrics["truncated_frac"] = gen.truncated.float().mean().item()
+        metrics: dict[str, float] = {**sampled.metrics, "gen_time": gen_time}
+        metrics["accuracy"] = float(sampled.accuracy.mean())
+        metrics["reward"] = sampled.reward.mean().item()
+        metrics["response_length"] = sampled.gen.completion_mask.sum(-1).float().mean().item()
+        metrics["truncated_frac"] = sampled.gen.truncated.float().mean().item()
+        for i, part in enumerate(self.preset.rollout):
+            sampled, done = self._call(ROLLOUT_STRATEGIES, "rollout", i, part, self.context, sampled)
+            metrics.update(done)
+        gen = sampled.gen
 
-        extras: dict[str, Any] = {}
-        if self.greedy_baseline:  # ReMax: the reward of each prompt's greedy decode is the baseline
-            greedy = self.engine.generate(self.model, [r["prompt"] for r in rows], num_generations=1, greedy=True)
-            greedy_scores, _ = self._score(rows, greedy)
-            extras["greedy_reward"] = greedy_scores.reward.to(self.device)[gen.prompt_index]  # [B]
         old_logp = ref_logp = values = None
+        extras: dict[str, Any] = dict(sampled.extras)
         with torch.no_grad():
-            if self.old_at_rollout or self.value_head is not None:
-                out = self._outputs(self.model, gen, value_head=self.value_head)
+            if self.old_at_rollout or self.value_head is not None or self.needs_old_entropy:
+                out = self._outputs(self.model, gen, value_head=self.value_head, entropy=self.needs_old_entropy)
                 old_logp = out.logp if self.old_at_rollout else None
                 values = out.value
+                if self.needs_old_entropy:
+                    extras["old_entropy"] = out.entropy  # [N, T]
             if self.needs_ref:
                 with self._reference() as ref:
                     ref_logp = self._outputs(ref, gen).logp
         rollout = Rollout(
-            group=gen.prompt_index,
+            group=sampled.group,
             mask=gen.completion_mask,
-            reward=scores.reward.to(self.device),
-            rewards=scores.finite_rewards().to(self.device),
-            reward_names=tuple(scores.names),
+            reward=sampled.reward.to(self.device),
+            rewards=torch.nan_to_num(sampled.rewards, nan=0.0).to(self.device),
+            reward_names=sampled.reward_names,
             old_logp=_fp32(old_logp),
             ref_logp=_fp32(ref_logp),
             value=_fp32(values),
             truncated=gen.truncated,
             extras={**extras, "row": torch.arange(gen.completion_ids.shape[0], device=self.device)},
         )
-        if not bool(scores.valid.all()):  # samples whose reward failed (--on-reward-error skip) leave the batch
-            rollout = rollout.select(scores.valid.to(self.device))
-        for part in self.preset.shaping:
-            fn = SHAPING[part.name]
-            rollout, shaped = fn(rollout, **with_run_arguments(fn, part.params, {"max_len": config.max_new_tokens}))
+        if not bool(sampled.valid.all()):  # samples whose reward failed (--on-reward-error skip) leave the batch
+            rollout = rollout.select(sampled.valid.to(self.device))
+        for i, part in enumerate(self.preset.shaping):
+            rollout, shaped = self._call(SHAPING, "shaping", i, part, rollout)
             metrics.update(shaped)
-        advantages = ADVANTAGES[self.preset.advantage.name](rollout, **self.preset.advantage.params)  # [B, T]
+        advantages = self._call(ADVANTAGES, "advantage", 0, self.preset.advantage, rollout)  # [B, T]
         returns = None
         if self.value_head is not None:
             gae_args = {k: v for k, v in self.preset.advantage.params.items() if k in ("gamma", "lam")}
             _, returns = compute_gae(outcome_token_rewards(rollout), rollout.value, rollout.mask, **gae_args)
         keep = torch.ones(rollout.batch_size, dtype=torch.bool, device=self.device)
-        for part in self.preset.filters:
-            kept, filtered = FILTERS[part.name](rollout, **part.params)
+        for i, part in enumerate(self.preset.filters):
+            kept, filtered = self._call(FILTERS, "filters", i, part, rollout)
             keep &= kept
             metrics.update(filtered)
-        metrics["kept_frac"] = keep.float().mean().item()
-        metrics["reward"] = scores.reward.mean().item()
         metrics["adv_abs_mean"] = masked_mean(advantages.abs(), rollout.mask).item()
+        token_keep = rollout.mask
+        for i, part in enumerate(self.preset.selectors):
+            advantages, kept_tokens, selected = self._call(SELECTORS, "selectors", i, part, rollout, advantages)
+            token_keep = token_keep & kept_tokens  # [B, T]
+            metrics.update(selected)
+        if self.preset.selectors:
+            metrics["kept_token_frac"] = (token_keep.sum() / rollout.mask.sum().clamp(min=1)).item()
+            keep &= token_keep.any(dim=-1)
+        metrics["kept_frac"] = keep.float().mean().item()
         if not bool(keep.any()):
             return Batch(rollout, advantages, returns, gen, metrics | {"skipped": 1.0})
-        rollout, advantages = rollout.select(keep), advantages[keep]
+        rollout = rollout.select(keep)
+        if self.preset.selectors:
+            rollout = rollout.replace(mask=token_keep[keep])
+        advantages = advantages[keep] * rollout.mask  # [B', T]
         returns = None if returns is None else returns[keep]
         return Batch(rollout, advantages, returns, gen, metrics)
+
+    def _call(
+        self,
+        registry: Registry,
+        slot: str,
+        index: int,
+        part: Part,
+        *args: Any,
+        advantages: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call a part with its preset hyper-parameters and the run arguments it declares (``RUN_ARGUMENTS``)."""
+        fn = registry[part.name]
+        run = {
+            "max_len": self.config.max_new_tokens,
+            "step": self.step,
+            "total_steps": self.config.steps,
+            "state": self.part_state.setdefault(f"{slot}.{index}.{part.name}", {}),
+            "advantages": advantages,
+        }
+        return fn(*args, **kwargs, **with_run_arguments(fn, part.params, run))
 
     def update(self, batch: Batch) -> dict[str, float]:
         """num_iterations passes x mini-batches x accumulated micro-batches; one optimizer step per mini-batch."""
@@ -265,10 +317,12 @@ class Trainer:
         if rollout.old_logp is None:  # on-policy: old log-probs are the current ones, detached
             rollout = rollout.replace(old_logp=logp.detach())
         agg = dict(aggregation=preset.aggregation, norm_constant=config.max_new_tokens, **counts)
-        loss, metrics = POLICY_LOSSES[preset.loss.name](logp, rollout, adv, **agg, **preset.loss.params)
+        loss, metrics = self._call(POLICY_LOSSES, "loss", 0, preset.loss, logp, rollout, adv, **agg)
         entropy = out.entropy  # [b, T]
-        for part in preset.regularizers:
-            term, reg_metrics = REGULARIZERS[part.name](logp, rollout, entropy=entropy, **agg, **part.params)
+        for i, part in enumerate(preset.regularizers):
+            term, reg_metrics = self._call(
+                REGULARIZERS, "regularizers", i, part, logp, rollout, entropy=entropy, advantages=adv, **agg
+            )
             loss = loss + term
             metrics.update(reg_metrics)
         if self.value_head is not None and batch.returns is not None:
@@ -305,7 +359,27 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------------------------------------- helpers
-    def _score(self, rows: list[dict], gen: Generation) -> tuple[Any, torch.Tensor]:
+    def _sample(
+        self,
+        rows: list[dict],
+        num_generations: int,
+        *,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Sampled:
+        gen = self.engine.generate(
+            self.model,
+            [r["prompt"] for r in rows],
+            num_generations=num_generations,
+            greedy=greedy,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+        )
+        return self._score(rows, gen)
+
+    def _score(self, rows: list[dict], gen: Generation) -> Sampled:
+        """Task rewards of ``gen`` (and the scoring metrics: per-function means, errors)."""
         prompts, completions, columns = reward_inputs(rows, gen)
         scores = score_completions(
             self.task.reward_funcs,
@@ -320,7 +394,22 @@ class Trainer:
             accuracy = scores.rewards[:, column].nan_to_num(0.0)
         else:
             accuracy = torch.tensor([float(a or 0.0) for a in self.task.accuracy(prompts, completions, **columns)])
-        return scores, accuracy
+        return Sampled(
+            rows=rows,
+            gen=gen,
+            reward=scores.reward.to(self.device),
+            rewards=scores.rewards.to(self.device),
+            reward_names=tuple(scores.names),
+            valid=scores.valid.to(self.device),
+            accuracy=accuracy.to(self.device),
+            group=gen.prompt_index,
+            metrics=scores.metrics,
+        )
+
+    @torch.no_grad()
+    def _token_outputs(self, gen: Generation) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._outputs(self.model, gen, entropy=True)
+        return out.logp, out.entropy
 
     def _outputs(self, model: Any, gen: Generation, *, rows=None, entropy=False, value_head=None):
         take = slice(None) if rows is None else rows
@@ -361,6 +450,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
+            "part_state": self.part_state,
             "rng": checkpoint.rng_state(),
         }
 
@@ -398,6 +488,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
+        self.part_state = state.get("part_state", {})
         checkpoint.set_rng_state(state["rng"])
         self.step = self._last_saved = state["step"]
         # Metrics logged after the checkpoint were produced by steps that will run again: drop them.

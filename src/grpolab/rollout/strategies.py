@@ -1,0 +1,196 @@
+"""Rollout strategies: methods that change what is sampled, not how it is scored or optimised.
+
+A strategy runs right after the batch is sampled and scored, before any log-prob pass::
+
+    fn(ctx: RolloutContext, sampled: Sampled, **hparams) -> (Sampled, metrics)
+
+It may add extras (ReMax's greedy reward, SPO's Monte-Carlo segment values), append completions (vine or tree
+continuations, off-policy anchors), or replace some (AEPO's re-sampled positives). The math that turns those
+extras into advantages lives in ``grpolab.core``; a strategy only samples, through the context: ``ctx.sample``
+(new completions of task rows) and ``ctx.continue_from`` (continuations of a prefix of existing completions),
+both scored with the task's rewards. Strategies may declare the run arguments of parts (``step``,
+``total_steps``, ``state``, ``max_len``; see ``grpolab.algorithms.preset.RUN_ARGUMENTS``).
+
+Everything per completion in ``Sampled`` is aligned on its N rows: ``gen`` rows, rewards, ``group`` (the
+advantage group, by default the prompt) and ``extras`` (tensors with first dimension N, or lists of N).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from grpolab.core.registry import Registry
+from grpolab.rollout.hf import Generation
+
+ROLLOUT_STRATEGIES = Registry("rollout strategy")
+
+
+@dataclass
+class Sampled:
+    """A scored batch of N completions of the task rows ``rows``.
+
+    - ``rows``: the P task rows (dicts with "prompt" and the task's columns); ``gen.prompt_index`` indexes them.
+    - ``gen``: the completions (token ids and masks).
+    - ``reward`` float [N], ``rewards`` float [N, K] (NaN where a function returned None), ``reward_names``,
+      ``valid`` bool [N] (False: the reward failed and the sample leaves the batch), ``accuracy`` float [N].
+    - ``group`` long [N]: the advantage group of each completion (the prompt, unless a strategy says otherwise).
+    - ``extras``: per-completion values for ``Rollout.extras`` (tensors [N, ...]).
+    - ``metrics``: the scoring metrics (per-function reward means, errors) of the first scoring.
+    """
+
+    rows: list[dict]
+    gen: Generation
+    reward: Tensor
+    rewards: Tensor
+    reward_names: tuple[str, ...]
+    valid: Tensor
+    accuracy: Tensor
+    group: Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.reward.shape[0])
+
+    def take(self, index: Tensor) -> Sampled:
+        """The completions ``index`` (long [M]), in that order, with their extras."""
+        N = self.size
+        return replace(
+            self,
+            gen=self.gen.take(index),
+            reward=self.reward[index],
+            rewards=self.rewards[index],
+            valid=self.valid[index],
+            accuracy=self.accuracy[index],
+            group=self.group[index],
+            extras={k: _take(v, index, N) for k, v in self.extras.items()},
+        )
+
+    def append(self, other: Sampled, pad_id: int, fill: dict[str, Any] | None = None) -> Sampled:
+        """This batch followed by ``other`` (completions of the same rows). An extra present in only one of the two
+        is filled for the other's rows with ``fill[key]`` (a scalar), which must then be given."""
+        if other.reward_names != self.reward_names:
+            raise ValueError("append: both batches must be scored by the same reward functions")
+        fill = fill or {}
+        extras: dict[str, Any] = {}
+        for key in {*self.extras, *other.extras}:
+            if (key not in self.extras or key not in other.extras) and key not in fill:
+                raise ValueError(f"append: extra {key!r} is missing on one side; give fill={{{key!r}: value}}")
+            a = self.extras.get(key, _full_like(other.extras.get(key), self.size, fill.get(key)))
+            b = other.extras.get(key, _full_like(self.extras.get(key), other.size, fill.get(key)))
+            extras[key] = torch.cat([a, b]) if isinstance(a, Tensor) else [*a, *b]
+        return replace(
+            self,
+            gen=Generation.cat([self.gen, other.gen], pad_id),
+            reward=torch.cat([self.reward, other.reward]),  # [N + M]
+            rewards=torch.cat([self.rewards, other.rewards]),  # [N + M, K]
+            valid=torch.cat([self.valid, other.valid]),  # [N + M]
+            accuracy=torch.cat([self.accuracy, other.accuracy]),  # [N + M]
+            group=torch.cat([self.group, other.group]),  # [N + M]
+            extras=extras,
+        )
+
+
+def _take(value: Any, index: Tensor, n: int) -> Any:
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return value[index]
+    if isinstance(value, list) and len(value) == n:
+        return [value[i] for i in index.tolist()]
+    return value
+
+
+def _full_like(template: Any, n: int, value: Any) -> Any:
+    if isinstance(template, Tensor):
+        return torch.full((n, *template.shape[1:]), value, dtype=template.dtype, device=template.device)
+    return [value] * n
+
+
+@dataclass
+class RolloutContext:
+    """What a strategy may use: sampling and scoring with the current policy, and the run's position.
+
+    ``sample_fn(rows, num_generations, greedy=..., temperature=..., max_new_tokens=...) -> Sampled``,
+    ``score_fn(rows, gen) -> Sampled``, ``continue_fn`` (``HFEngine.continue_from`` bound to the policy) and
+    ``outputs_fn(gen) -> (logp [N, T], entropy [N, T])`` (the current policy, no gradient, sampling temperature)
+    are supplied by the trainer. ``model`` and ``optimizer`` are there for strategies that model the next update
+    (CAPO's curvature); a strategy must not step or modify them.
+    """
+
+    sample_fn: Callable[..., Sampled]
+    score_fn: Callable[[list[dict], Generation], Sampled]
+    continue_fn: Callable[..., tuple[Generation, Tensor]]
+    outputs_fn: Callable[[Generation], tuple[Tensor, Tensor]]
+    model: Any
+    optimizer: Any
+    pad_id: int
+    tokenizer: Any
+    device: torch.device
+    num_generations: int
+    max_new_tokens: int
+    temperature: float
+
+    def sample(
+        self,
+        rows: list[dict],
+        num_generations: int,
+        *,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Sampled:
+        """``num_generations`` new scored completions of each of ``rows`` (greedy, or at ``temperature``)."""
+        return self.sample_fn(
+            rows, num_generations, greedy=greedy, temperature=temperature, max_new_tokens=max_new_tokens
+        )
+
+    def continue_from(
+        self,
+        sampled: Sampled,
+        index: Tensor,
+        cut: Tensor,
+        num_generations: int,
+        *,
+        suffix_ids: list[int] | None = None,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Sampled:
+        """Scored continuations of completions ``index`` (long [M]) of ``sampled`` after their first ``cut[m]``
+        tokens (+ ``suffix_ids``), ``num_generations`` each, as full completions of the same prompts. Their
+        ``group`` is that of the source completion; ``extras["prefix_len"]`` (long) counts the given tokens."""
+        gen, prefix_len = self.continue_fn(
+            sampled.gen,
+            index,
+            cut,
+            num_generations=num_generations,
+            suffix_ids=suffix_ids,
+            greedy=greedy,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+        )
+        out = self.score_fn(sampled.rows, gen)
+        src = index.to(self.device).long().repeat_interleave(num_generations)  # [M * n]
+        return replace(out, group=sampled.group[src], extras={"prefix_len": prefix_len})
+
+    def token_outputs(self, gen: Generation) -> tuple[Tensor, Tensor]:
+        """Log-probs and entropies [N, T] of the completions of ``gen`` under the current policy (no gradient)."""
+        return self.outputs_fn(gen)
+
+    def score(self, rows: list[dict], gen: Generation) -> Sampled:
+        """Score completions ``gen`` of ``rows`` with the task's rewards."""
+        return self.score_fn(rows, gen)
+
+
+@ROLLOUT_STRATEGIES.register("greedy_baseline")
+def greedy_baseline(ctx: RolloutContext, sampled: Sampled) -> tuple[Sampled, dict[str, float]]:
+    """One greedy decode per prompt, scored; its reward is written to ``extras["greedy_reward"]`` [N] for every
+    completion of that prompt (ReMax's baseline, arXiv 2310.10505, Algorithm 1). Costs one extra generation."""
+    greedy = ctx.sample(sampled.rows, 1, greedy=True)
+    extras = {**sampled.extras, "greedy_reward": greedy.reward[sampled.gen.prompt_index]}  # [N]
+    return replace(sampled, extras=extras), {"greedy_reward": greedy.reward.mean().item()}

@@ -1,0 +1,161 @@
+"""Rollout strategies and the trainer hooks new methods use: continuations from a prefix, appending completions,
+part state saved in checkpoints, run arguments, selectors narrowing the loss mask."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from grpolab.algorithms import PRESETS, Part
+from grpolab.algorithms.preset import with_run_arguments
+from grpolab.core.selection import SELECTORS
+from grpolab.core.shaping import SHAPING
+from grpolab.models import random_tiny_model
+from grpolab.rollout.hf import Generation, HFEngine
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES
+from grpolab.trainer.config import resolve
+from grpolab.trainer.loop import Trainer
+
+from .test_loop import TINY, records
+
+
+def test_take_and_cat_keep_rows_aligned_and_pad_on_the_right_sides():
+    torch.manual_seed(0)
+    model, tok = random_tiny_model(seed=0)
+    engine = HFEngine(tok, max_new_tokens=4)
+    a = engine.generate(model, ["1+1=", "22+33="], num_generations=2)
+    b = engine.generate(model, ["1+1=", "22+33="], num_generations=1, max_new_tokens=2)
+    assert b.completion_ids.shape[1] <= 2
+    both = Generation.cat([a, b.take(torch.tensor([1]))], engine.pad_id)
+    assert both.completion_ids.shape == (5, a.completion_ids.shape[1])
+    assert both.prompt_index.tolist() == [0, 0, 1, 1, 1]
+    assert both.texts == [*a.texts, b.texts[1]]
+    row = both.take(torch.tensor([4]))
+    n = int(b.completion_mask[1].sum())
+    assert torch.equal(row.completion_ids[0, :n], b.completion_ids[1, :n]) and not row.completion_mask[0, n:].any()
+    assert torch.equal(row.prompt_ids[0][row.prompt_mask[0]], b.prompt_ids[1][b.prompt_mask[1]])
+
+
+def test_continue_from_keeps_the_prefix_and_counts_the_given_tokens():
+    torch.manual_seed(1)
+    model, tok = random_tiny_model(seed=1)
+    engine = HFEngine(tok, max_new_tokens=6)
+    gen = engine.generate(model, ["12+3=", "7-70="], num_generations=2)
+    lengths = gen.completion_mask.sum(-1)
+    index = torch.tensor([0, 3])
+    cut = torch.stack([torch.tensor(0), lengths[3].clamp(max=2)])
+    suffix = tok.encode("=", add_special_tokens=False)
+    out, given = engine.continue_from(model, gen, index, cut, num_generations=3, suffix_ids=suffix, max_new_tokens=3)
+    assert given.tolist() == [len(suffix)] * 3 + [int(cut[1]) + len(suffix)] * 3
+    assert out.prompt_index.tolist() == [0, 0, 0, 1, 1, 1]
+    for n in range(6):
+        src, c = int(index[n // 3]), int(cut[n // 3])
+        assert torch.equal(out.completion_ids[n, :c], gen.completion_ids[src, :c])
+        assert out.completion_ids[n, c : c + len(suffix)].tolist() == suffix
+        new = int(out.completion_mask[n].sum()) - int(given[n])
+        assert 1 <= new <= 3
+    with pytest.raises(ValueError, match="cut"):
+        engine.continue_from(model, gen, index, lengths[index] + 1, num_generations=1)
+
+
+def test_continuation_log_probs_match_a_fresh_sample_of_the_same_text():
+    """A continued completion is an ordinary completion of the original prompt: the training forward pass gives
+    the same log-probs for the sampled part as the prompt+prefix forward that sampled it."""
+    torch.manual_seed(2)
+    model, tok = random_tiny_model(seed=2)
+    engine = HFEngine(tok, max_new_tokens=5)
+    gen = engine.generate(model, ["3+4="], num_generations=1)
+    out, given = engine.continue_from(model, gen, torch.tensor([0]), torch.tensor([1]), num_generations=2)
+    from grpolab.trainer.logprob import completion_outputs
+
+    full = completion_outputs(model, out.prompt_ids, out.prompt_mask, out.completion_ids, out.completion_mask).logp
+    prompt2 = torch.cat([out.prompt_ids[:, :], out.completion_ids[:, :1]], dim=1)
+    mask2 = torch.cat([out.prompt_mask, torch.ones(2, 1, dtype=torch.bool)], dim=1)
+    rest = completion_outputs(model, prompt2, mask2, out.completion_ids[:, 1:], out.completion_mask[:, 1:]).logp
+    valid = out.completion_mask[:, 1:]
+    assert torch.allclose(full[:, 1:][valid], rest[valid], atol=1e-5)
+    assert given.tolist() == [1, 1]
+
+
+def trainer(tmp_path, name="run", **overrides):
+    return Trainer(resolve(None, {**TINY, "output_dir": str(tmp_path), "name": name, **overrides}))
+
+
+def test_greedy_baseline_strategy_stores_the_greedy_reward_of_each_prompt(tmp_path):
+    t = trainer(tmp_path, algo="remax")
+    rows = [t.task.train[0], t.task.train[1]]
+    sampled = t._sample(rows, 3)
+    out, metrics = ROLLOUT_STRATEGIES["greedy_baseline"](t.context, sampled)
+    greedy = t._sample(rows, 1, greedy=True)  # greedy decoding is deterministic
+    assert torch.equal(out.extras["greedy_reward"], greedy.reward[torch.tensor([0, 0, 0, 1, 1, 1])])
+    assert metrics["greedy_reward"] == pytest.approx(greedy.reward.mean().item())
+
+
+def test_append_fills_missing_extras_and_refuses_without_a_fill(tmp_path):
+    t = trainer(tmp_path)
+    rows = [t.task.train[0]]
+    a, b = t._sample(rows, 2), t._sample(rows, 1)
+    a.extras["flag"] = torch.tensor([True, True])
+    with pytest.raises(ValueError, match="fill"):
+        a.append(b, t.context.pad_id)
+    both = a.append(b, t.context.pad_id, fill={"flag": False})
+    assert both.extras["flag"].tolist() == [True, True, False] and both.size == 3
+    assert both.gen.completion_ids.shape[0] == 3 and both.group.tolist() == [0, 0, 0]
+
+
+# ----------------------------------------------------------------------------------- trainer hooks
+calls: list[dict] = []
+
+
+@SHAPING.register("_count_calls_for_test")
+def _count_calls(rollout, *, step, total_steps, state):
+    state["calls"] = state.get("calls", 0) + 1
+    calls.append({"step": step, "total_steps": total_steps, "calls": state["calls"]})
+    return rollout, {"calls_seen": float(state["calls"])}
+
+
+@SELECTORS.register("_drop_last_token_and_odd_rows_for_test")
+def _drop(rollout, advantages):
+    keep = rollout.mask.clone()  # [B, T]
+    keep[torch.arange(rollout.batch_size), rollout.last_index] = False
+    keep[1::2] = False
+    return advantages * 2, keep, {"dropped": 1.0}
+
+
+def test_part_state_and_run_arguments_reach_parts_and_survive_resume(tmp_path):
+    calls.clear()
+    shaping = [{"name": "_count_calls_for_test"}]
+    full = trainer(tmp_path, "full", steps=4, save_every=2, shaping=shaping)
+    full.run()
+    assert [c["step"] for c in calls] == [0, 1, 2, 3] and {c["total_steps"] for c in calls} == {4}
+    assert [c["calls"] for c in calls] == [1, 2, 3, 4]
+    calls.clear()
+    first = trainer(tmp_path, "part", steps=2, save_every=2, shaping=shaping)
+    first.run()
+    resumed = Trainer(first.config.__class__(**{**first.config.__dict__, "steps": 4}), resume=True)
+    resumed.run()
+    assert [c["calls"] for c in calls] == [1, 2, 3, 4]  # the count continued from the checkpoint
+    assert [r["calls_seen"] for r in records(tmp_path / "part")[1:]] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_presets_may_not_set_run_arguments():
+    fn = SHAPING["_count_calls_for_test"]
+    assert with_run_arguments(fn, {}, {"step": 3, "total_steps": 9, "state": {}, "max_len": 4}) == {
+        "step": 3,
+        "total_steps": 9,
+        "state": {},
+    }
+    with pytest.raises(ValueError, match="supplied by the trainer"):
+        dataclasses.replace(PRESETS["grpo"], shaping=(Part("_count_calls_for_test", {"step": 1}),))
+
+
+def test_selectors_narrow_the_loss_mask_and_drop_rows_with_nothing_left(tmp_path):
+    t = trainer(tmp_path, algo="dr_grpo", selectors=["_drop_last_token_and_odd_rows_for_test"])
+    batch = t.rollout_batch()
+    B = t.config.num_prompts * t.config.num_generations
+    assert batch.rollout.batch_size <= B // 2  # odd rows dropped (and rows of a single token)
+    assert (batch.rollout.mask.sum(-1) >= 1).all()
+    assert batch.metrics["dropped"] == 1.0 and 0 < batch.metrics["kept_token_frac"] < 1
+    assert torch.equal(batch.advantages, batch.advantages * batch.rollout.mask)
+    metrics = t.update(batch)
+    assert torch.isfinite(torch.tensor(metrics["loss"]))
