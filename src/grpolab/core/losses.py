@@ -475,7 +475,7 @@ def value_loss(
         sq_clipped = (v_clipped - ret) ** 2  # [B, T]
         per_token = 0.5 * torch.maximum(sq, sq_clipped)  # [B, T]
         clip_active = sq_clipped > sq  # [B, T]
-    if finished_only:
+    if finished_only and rollout.truncated is not None:
         per_token = per_token * (~rollout.truncated).to(per_token.dtype)[:, None]  # [B, T]
     loss = aggregate(
         per_token, mask, aggregation, num_tokens=num_tokens, num_seqs=num_seqs, norm_constant=norm_constant
