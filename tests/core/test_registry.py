@@ -29,6 +29,28 @@ def test_duplicate_names_raise():
     assert reg["x"] == 1
 
 
+def test_a_module_imported_twice_registers_its_parts_once(tmp_path):
+    # pytest's doctest collection imports a module file a second time under another name: the same definitions
+    # must not collide, while a different function under a taken name still does.
+    import importlib.util
+
+    source = "from grpolab.core.advantages import ADVANTAGES\n\n\n@ADVANTAGES.register('_twice_for_test')\ndef f(r):\n    return r\n"
+    path = tmp_path / "twice.py"
+    path.write_text(source)
+    from grpolab.core.advantages import ADVANTAGES
+
+    for module_name in ("twice_a", "twice_b"):
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    assert ADVANTAGES["_twice_for_test"].__module__ == "twice_b"
+    with pytest.raises(ValueError, match="already registered"):
+
+        @ADVANTAGES.register("_twice_for_test")
+        def f(r):
+            return r
+
+
 def test_unknown_name_lists_known_names():
     reg = Registry("advantage")
     reg.add("grpo", 1)

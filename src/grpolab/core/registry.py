@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -47,7 +50,8 @@ class Registry(Mapping[str, Any]):
         ``value``, ``entropy``, or an ``extras`` key such as ``greedy_reward``), so a trainer can prepare exactly
         those (load a reference model, a value head, a greedy decode) without knowing the part by name.
         """
-        self._check_new(name)  # fail at the decorator line, not after the body is defined
+        if _source_file(self._entries.get(name)) != sys._getframe(1).f_code.co_filename:
+            self._check_new(name)  # fail at the decorator line, not after the body is defined
 
         def decorator(fn: F) -> F:
             self.add(name, fn, requires=requires)
@@ -56,8 +60,12 @@ class Registry(Mapping[str, Any]):
         return decorator
 
     def add(self, name: str, obj: Any, *, requires: tuple[str, ...] = ()) -> None:
-        """Register ``obj`` under ``name`` (the non-decorator form, for objects such as presets)."""
-        self._check_new(name)
+        """Register ``obj`` under ``name`` (the non-decorator form, for objects such as presets).
+
+        The same definition imported a second time (a module loaded under two names, as pytest's doctest
+        collection does) replaces the first silently; any other duplicate raises."""
+        if not _same_definition(self._entries.get(name), obj):
+            self._check_new(name)
         self._entries[name] = obj
         self._requires[name] = frozenset(requires)
 
@@ -92,3 +100,17 @@ class Registry(Mapping[str, Any]):
 def _where(obj: Any) -> str:
     name = getattr(obj, "__qualname__", None) or getattr(obj, "name", None) or type(obj).__name__
     return f"{getattr(obj, '__module__', '?')}.{name}"
+
+
+def _source_file(obj: Any) -> str | None:
+    try:
+        return inspect.getsourcefile(obj) if obj is not None else None
+    except TypeError:  # builtins and plain objects have no source file
+        return None
+
+
+def _same_definition(old: Any, new: Any) -> bool:
+    """Both are the same function or class, defined at the same place of the same file."""
+    if old is None or getattr(old, "__qualname__", None) != getattr(new, "__qualname__", None):
+        return False
+    return _source_file(old) is not None and _source_file(old) == _source_file(new)
