@@ -101,6 +101,8 @@ def test_append_fills_missing_extras_and_refuses_without_a_fill(tmp_path):
     both = a.append(b, t.context.pad_id, fill={"flag": False})
     assert both.extras["flag"].tolist() == [True, True, False] and both.size == 3
     assert both.gen.completion_ids.shape[0] == 3 and both.group.tolist() == [0, 0, 0]
+    b.extras["flag"] = torch.tensor([False])
+    assert a.append(b, t.context.pad_id).extras["flag"].tolist() == [True, True, False]  # on both sides: no fill
 
 
 # ----------------------------------------------------------------------------------- trainer hooks
@@ -159,3 +161,20 @@ def test_selectors_narrow_the_loss_mask_and_drop_rows_with_nothing_left(tmp_path
     assert torch.equal(batch.advantages, batch.advantages * batch.rollout.mask)
     metrics = t.update(batch)
     assert torch.isfinite(torch.tensor(metrics["loss"]))
+
+
+def test_group_minibatches_keep_every_prompt_group_whole(tmp_path):
+    t = trainer(tmp_path, num_prompts=4, minibatches=2, grad_accum=2, minibatch_groups=True)
+    group = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 2, 0])
+    minis = t._split(group, 2)
+    assert sorted(torch.cat(minis).tolist()) == list(range(10))
+    for mini in minis:
+        micros = t._split(group[mini], 2, within=mini)
+        assert sorted(torch.cat(micros).tolist()) == sorted(mini.tolist())
+        for part in [mini, *micros]:
+            inside = set(group[part].tolist())
+            assert all(set(torch.nonzero(group == g).flatten().tolist()) <= set(part.tolist()) for g in inside)
+    plain = trainer(tmp_path, "plain", minibatches=2)
+    assert sorted(torch.cat(plain._split(group, 2)).tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="prompt groups"):
+        resolve(None, {**TINY, "num_prompts": 2, "minibatches": 3, "minibatch_groups": True})

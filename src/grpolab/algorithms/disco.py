@@ -19,12 +19,12 @@ PRESET = Preset(
         },
     ),
     aggregation="seq_mean_token_mean",  # token mean per sequence, then per question (not read by the loss)
-    trainer={"num_generations": 8, "num_iterations": 1, "temperature": 0.6},  # G = 8, 1 PPO epoch, T = 0.6
+    # G = 8, 1 PPO epoch, T = 0.6; mini-batches of whole prompt groups (the paper: 128 prompts, mini-batch 32)
+    trainer={"num_generations": 8, "num_iterations": 1, "temperature": 0.6, "minibatch_groups": True},
     notes="Paper scale (official scripts): lr 2e-6, 128 prompts per step in mini-batches of 32 prompts (use "
     "--minibatches 4), max response 8k, DeepSeek-R1-Distill-Qwen-1.5B/7B. No clipping, no reference model, no "
     "entropy term. Groups without both a correct and a wrong answer are skipped but still counted in the mean "
     "over prompts (Σ n_g·J_g / num_seqs). The penalty is the code's sg(β[KL−δ]_+)·KL, whose gradient is that of "
-    "(β/2)[KL−δ]_+²; its coefficient is estimated per micro-batch (exact with grad_accum 1). Mini-batches of the "
-    "trainer are random permutations of completions, so with --minibatches > 1 a group may be split and is then "
-    "scored on its present part; the official code keeps questions whole.",
+    "(β/2)[KL−δ]_+²; its coefficient is estimated per micro-batch (exact with grad_accum 1). Mini-batches hold "
+    "whole prompt groups (minibatch_groups), as the official code keeps questions whole.",
 )

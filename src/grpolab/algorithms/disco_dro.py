@@ -20,7 +20,8 @@ PRESET = Preset(
         },
     ),
     aggregation="seq_mean_token_mean",  # token mean per sequence, then per question (not read by the loss)
-    trainer={"num_generations": 8, "num_iterations": 1, "temperature": 0.6},  # G = 8, 1 PPO epoch, T = 0.6
+    # G = 8, 1 PPO epoch, T = 0.6; mini-batches of whole prompt groups (the paper: 128 prompts, mini-batch 32)
+    trainer={"num_generations": 8, "num_iterations": 1, "temperature": 0.6, "minibatch_groups": True},
     notes="The paper's main objective (DisCO). Paper scale: lr 2e-6, 128 prompts per step in mini-batches of 32 "
     "prompts (use --minibatches 4), max response 8k. The log-mean-exp is computed exactly (the official code uses a "
     "surrogate with the same gradient whose value is off by a constant). For the L-ratio score use "

@@ -11,7 +11,7 @@ PRESET = Preset(
     advantage=Part("dr_grpo"),  # not read by the loss (it reads the shaped rewards): logged only
     loss=Part("p3o", {"epsilon": 0.2, "clip": "joint"}),  # P3O-V2, joint clipping of the pair ratio
     aggregation="seq_mean_token_mean",  # not read by the loss (trajectory-wise)
-    trainer={"num_generations": 2},  # two responses per prompt
+    trainer={"num_generations": 2, "minibatch_groups": True},  # two responses per prompt, kept together
     notes="Paper: TL;DR and Anthropic HH with 1B / 6B models; no official code found. Found (secondary summaries "
     "of the paper and the BAIR blog post 'Rethinking the Role of PPO in RLHF'): the pairwise policy gradient "
     "E[(r(y1) − r(y2))·∇log(π(y1)/π(y2))/2], the KL-shaped trajectory reward, that V1 clips the two ratios "

@@ -41,6 +41,8 @@ TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
     {
         "num_generations": "completions sampled per prompt (G)",
         "num_iterations": "optimisation passes over each rollout batch (PPO epochs, GRPO's μ)",
+        "minibatches": "optimizer steps per pass (the batch split into mini-batches)",
+        "minibatch_groups": "split batches by whole prompt groups (losses that compare completions of a group)",
         "temperature": "sampling temperature of rollouts",
         "top_p": "nucleus sampling threshold of rollouts",
         "vf_coef": "weight of the value loss (needs value_loss)",

@@ -10,7 +10,7 @@ PRESET = Preset(
     loss=Part("reg_grpo", {"eps": 1e-6, "ddof": 1}),  # MSE between Â and (ρ − mean ρ)/(std ρ + ε); no min, no clip
     aggregation="seq_mean_token_mean",  # GRPO's 1/|o| Σ_t for the KL term
     regularizers=(Part("kl", {"coef": 0.1, "estimator": "k3"}),),  # β = 0.1 (SEED-Bench-R1 setting)
-    trainer={"num_generations": 8},  # G = 8
+    trainer={"num_generations": 8, "minibatch_groups": True},  # G = 8; the group std of ρ needs whole groups
     notes="Paper scale: Qwen2.5-VL-3B/7B, 16 frames at 252², vision encoder frozen. The difficulty-aware data "
     "augmentation (a replay-buffer difficulty ΔR; hints from a ground-truth-guided trace for hard prompts, "
     "frame-level Gaussian noise for easy ones) is video-specific and not built here: only Reg-GRPO is. 'Regression' "

@@ -20,13 +20,14 @@ PRESET = Preset(
         },
     ),
     aggregation="token_mean",  # the trust-region KL is a masked token mean in the code
-    trainer={"num_generations": 16, "temperature": 1.0},  # rollout_n 16, temperature 1
+    # rollout_n 16, temperature 1; pairs are formed within a group, so mini-batches hold whole groups
+    trainer={"num_generations": 16, "temperature": 1.0, "minibatch_groups": True},
     notes="Official scripts: lr 4e-7, 4 prompts per step, mini-batch 256, micro-batch 64, max response 4096, "
     "Qwen2.5-7B-Instruct-1M on Knights-and-Knaves. Its reward is 3 / -0.5 / -1 / -3 for the four levels: pass "
     "thresholds (1.0, -0.75, -2.0) to reward_levels for that scale; the default thresholds map 1 / 0 / -0.5 / -1 "
     "(and binary 1 / 0 to levels 1 / 2). h = token-mean(logp − ref_logp); pairs of all groups are pooled into one "
     "mean, as the code does. The reference KL (kl_loss_coef 0.001) is only logged in the code's TRPA mode, so it "
-    "is a metric (ref_kl) here, not a term. The optional sqrt(KL + 0.25) trust-region form is not built. With "
-    "--minibatches or --grad-accum > 1 groups may be split (pairs only among completions present); the code's "
-    "micro-batches split groups too.",
+    "is a metric (ref_kl) here, not a term. The optional sqrt(KL + 0.25) trust-region form is not built. "
+    "Mini- and micro-batches hold whole prompt groups (minibatch_groups), so every pair of a group is seen together "
+    "(the code's micro-batches may split groups; --minibatch-groups false reproduces that).",
 )

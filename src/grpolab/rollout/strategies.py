@@ -82,8 +82,8 @@ class Sampled:
         for key in {*self.extras, *other.extras}:
             if (key not in self.extras or key not in other.extras) and key not in fill:
                 raise ValueError(f"append: extra {key!r} is missing on one side; give fill={{{key!r}: value}}")
-            a = self.extras.get(key, _full_like(other.extras.get(key), self.size, fill.get(key)))
-            b = other.extras.get(key, _full_like(self.extras.get(key), other.size, fill.get(key)))
+            a = self.extras[key] if key in self.extras else _full_like(other.extras[key], self.size, fill[key])
+            b = other.extras[key] if key in other.extras else _full_like(self.extras[key], other.size, fill[key])
             extras[key] = torch.cat([a, b]) if isinstance(a, Tensor) else [*a, *b]
         return replace(
             self,

@@ -77,6 +77,11 @@ class TrainConfig:
     num_iterations: int = opt(1, "passes over each rollout batch (GRPO's μ, PPO epochs; usually 1 to 4)")
     minibatches: int = opt(1, "optimizer steps per pass: the batch is split into this many mini-batches")
     grad_accum: int = opt(1, "micro-batches per mini-batch, accumulated into one optimizer step")
+    minibatch_groups: bool = opt(
+        False,
+        "split batches by prompt groups, so each mini- and micro-batch holds whole groups (group-level losses "
+        "such as DisCO, TRPA, P3O need them); default False splits by completions, as TRL and verl do",
+    )
     vf_coef: float = opt(0.5, "value-loss weight for methods with a critic (CleanRL 0.5; usually 0.25 to 1)")
     logprob_chunk: int = opt(1024, "tokens per chunk when taking log-softmax and entropy (bounds memory)")
     share_prompt_forward: bool = opt(
@@ -207,10 +212,11 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"--top-p must be in (0, 1], got {config.top_p}")
     if config.eval_temperature < 0 or config.max_grad_norm < 0 or config.weight_decay < 0 or config.top_k < 0:
         raise ValueError("--eval-temperature, --max-grad-norm, --weight-decay and --top-k must be >= 0")
-    batch = config.num_prompts * config.num_generations
+    batch = config.num_prompts if config.minibatch_groups else config.num_prompts * config.num_generations
     if batch < config.minibatches * config.grad_accum:
         raise ValueError(
-            f"a batch of {batch} completions cannot be split into {config.minibatches} mini-batches x "
+            f"a batch of {batch} {'prompt groups' if config.minibatch_groups else 'completions'} cannot be split "
+            f"into {config.minibatches} mini-batches x "
             f"{config.grad_accum} micro-batches"
         )
     if config.aggregation is not None and config.aggregation not in AGGREGATIONS:

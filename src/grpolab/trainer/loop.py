@@ -275,17 +275,15 @@ class Trainer:
         config = self.config
         if batch.metrics.get("skipped"):
             return {"lr": self.scheduler.get_last_lr()[0]}
-        B = batch.rollout.batch_size
         sums: dict[str, float] = {}
         count = 0
         grad_norms = []
         for _ in range(config.num_iterations):
-            order = torch.randperm(B).to(self.device)
-            for mini in order.chunk(config.minibatches):
+            for mini in self._split(batch.rollout.group, config.minibatches):
                 self.optimizer.zero_grad(set_to_none=True)
                 mini_mask = batch.rollout.mask[mini]  # [b, T]
                 counts = dict(num_tokens=float(mini_mask.sum()), num_seqs=float(len(mini)))
-                for micro in mini.chunk(config.grad_accum):
+                for micro in self._split(batch.rollout.group[mini], config.grad_accum, within=mini):
                     loss, metrics = self._micro_loss(batch, micro, counts)
                     if not torch.isfinite(loss):
                         self._stop_non_finite(f"the loss is {loss.item()} ({metrics})")
@@ -301,6 +299,22 @@ class Trainer:
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
+
+    def _split(
+        self, group: torch.Tensor, parts: int, *, within: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Row indices of ``parts`` random chunks: of completions, or of whole prompt groups with
+        ``minibatch_groups``. ``within`` (long [b]) maps the rows of ``group`` to batch rows (micro-batches of a
+        mini-batch keep its order)."""
+        rows = torch.arange(len(group), device=self.device) if within is None else within  # [b]
+        if within is not None and not self.config.minibatch_groups:
+            return list(rows.chunk(parts))
+        if not self.config.minibatch_groups:
+            return list(rows[torch.randperm(len(group)).to(self.device)].chunk(parts))
+        ids = torch.unique(group)  # [P']
+        if within is None:
+            ids = ids[torch.randperm(len(ids)).to(self.device)]
+        return [rows[torch.isin(group, chunk)] for chunk in ids.chunk(parts)]
 
     def _micro_loss(self, batch: Batch, rows: torch.Tensor, counts: dict[str, float]) -> tuple[torch.Tensor, dict]:
         """Loss of the completions ``rows`` of the batch, normalised by the mini-batch's global counts."""
