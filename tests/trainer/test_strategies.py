@@ -178,3 +178,32 @@ def test_group_minibatches_keep_every_prompt_group_whole(tmp_path):
     assert sorted(torch.cat(plain._split(group, 2)).tolist()) == list(range(10))
     with pytest.raises(ValueError, match="prompt groups"):
         resolve(None, {**TINY, "num_prompts": 2, "minibatches": 3, "minibatch_groups": True})
+
+
+def test_the_critic_keeps_the_tokens_a_selector_takes_from_the_policy_loss(tmp_path):
+    t = trainer(tmp_path, algo="ppo", selectors=["_drop_last_token_and_odd_rows_for_test"])
+    batch = t.rollout_batch()
+    assert batch.value_mask is not None and batch.value_mask.shape == batch.rollout.mask.shape
+    assert (batch.value_mask | ~batch.rollout.mask).all()  # the critic's tokens include the policy's
+    assert batch.value_mask.sum() > batch.rollout.mask.sum()  # ... and the last tokens the selector dropped
+    metrics = t.update(batch)
+    assert torch.isfinite(torch.tensor([metrics["loss"], metrics["vf_loss"]])).all()
+
+
+@SHAPING.register("_fail_on_third_call_for_test")
+def _fail_third(rollout, *, state):
+    state["calls"] = state.get("calls", 0) + 1
+    if state["calls"] == 3:
+        raise RuntimeError("boom")
+    return rollout, {}
+
+
+def test_a_crash_saves_the_part_state_the_failed_step_started_with(tmp_path):
+    t = trainer(tmp_path, steps=4, save_every=0, shaping=["_fail_on_third_call_for_test"])
+    with pytest.raises(RuntimeError, match="boom"):
+        t.run()
+    from grpolab.trainer import checkpoint
+
+    saved = checkpoint.load_latest(tmp_path / "run" / "checkpoints")
+    assert saved["step"] == 2
+    assert saved["part_state"] == {"shaping.0._fail_on_third_call_for_test": {"calls": 2}}

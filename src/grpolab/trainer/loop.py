@@ -60,6 +60,7 @@ class Batch:
     returns: torch.Tensor | None  # [B, T] value targets (critic methods)
     gen: Generation
     metrics: dict[str, float] = field(default_factory=dict)
+    value_mask: torch.Tensor | None = None  # [B, T] the critic's tokens: the loss mask before the selectors
 
 
 class Trainer:
@@ -128,6 +129,7 @@ class Trainer:
         )
         self.step = 0
         self._rng_at_step_start: dict[str, Any] | None = None
+        self._part_state_at_step_start: dict[str, dict[str, Any]] = {}
         self._last_saved = -1
         if not resume and checkpoint.list_checkpoints(self.run_dir / "checkpoints"):
             raise FileExistsError(
@@ -152,6 +154,7 @@ class Trainer:
         try:
             while self.step < config.steps:
                 self._rng_at_step_start = checkpoint.rng_state()
+                self._part_state_at_step_start = copy.deepcopy(self.part_state)
                 t0 = time.perf_counter()
                 batch = self.rollout_batch()
                 metrics = {**batch.metrics, **self.update(batch)}
@@ -231,7 +234,7 @@ class Trainer:
             keep &= kept
             metrics.update(filtered)
         metrics["adv_abs_mean"] = masked_mean(advantages.abs(), rollout.mask).item()
-        token_keep = rollout.mask
+        token_keep = value_mask = rollout.mask  # [B, T]
         for i, part in enumerate(self.preset.selectors):
             advantages, kept_tokens, selected = self._call(SELECTORS, "selectors", i, part, rollout, advantages)
             token_keep = token_keep & kept_tokens  # [B, T]
@@ -247,7 +250,7 @@ class Trainer:
             rollout = rollout.replace(mask=token_keep[keep])
         advantages = advantages[keep] * rollout.mask  # [B', T]
         returns = None if returns is None else returns[keep]
-        return Batch(rollout, advantages, returns, gen, metrics)
+        return Batch(rollout, advantages, returns, gen, metrics, value_mask=value_mask[keep])
 
     def _call(
         self,
@@ -265,10 +268,13 @@ class Trainer:
             "max_len": self.config.max_new_tokens,
             "step": self.step,
             "total_steps": self.config.steps,
-            "state": self.part_state.setdefault(f"{slot}.{index}.{part.name}", {}),
+            "state": None,
             "advantages": advantages,
         }
-        return fn(*args, **kwargs, **with_run_arguments(fn, part.params, run))
+        arguments = with_run_arguments(fn, part.params, run)
+        if "state" in arguments:  # only parts that keep state get (and checkpoint) a dict
+            arguments["state"] = self.part_state.setdefault(f"{slot}.{index}.{part.name}", {})
+        return fn(*args, **kwargs, **arguments)
 
     def update(self, batch: Batch) -> dict[str, float]:
         """num_iterations passes x mini-batches x accumulated micro-batches; one optimizer step per mini-batch."""
@@ -283,6 +289,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 mini_mask = batch.rollout.mask[mini]  # [b, T]
                 counts = dict(num_tokens=float(mini_mask.sum()), num_seqs=float(len(mini)))
+                if batch.value_mask is not None:  # the critic's token count (selectors narrow the policy's only)
+                    counts["value_tokens"] = float(batch.value_mask[mini].sum())
                 for micro in self._split(batch.rollout.group[mini], config.grad_accum, within=mini):
                     loss, metrics = self._micro_loss(batch, micro, counts)
                     if not torch.isfinite(loss):
@@ -300,9 +308,7 @@ class Trainer:
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
 
-    def _split(
-        self, group: torch.Tensor, parts: int, *, within: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
+    def _split(self, group: torch.Tensor, parts: int, *, within: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Row indices of ``parts`` random chunks: of completions, or of whole prompt groups with
         ``minibatch_groups``. ``within`` (long [b]) maps the rows of ``group`` to batch rows (micro-batches of a
         mini-batch keep its order)."""
@@ -330,6 +336,8 @@ class Trainer:
             self._stop_non_finite("the model's log-probs hold NaN or inf, so the loss is nan")
         if rollout.old_logp is None:  # on-policy: old log-probs are the current ones, detached
             rollout = rollout.replace(old_logp=logp.detach())
+        counts = dict(counts)
+        value_tokens = counts.pop("value_tokens", counts["num_tokens"])
         agg = dict(aggregation=preset.aggregation, norm_constant=config.max_new_tokens, **counts)
         loss, metrics = self._call(POLICY_LOSSES, "loss", 0, preset.loss, logp, rollout, adv, **agg)
         entropy = out.entropy  # [b, T]
@@ -340,11 +348,13 @@ class Trainer:
             loss = loss + term
             metrics.update(reg_metrics)
         if self.value_head is not None and batch.returns is not None:
+            # the critic learns on every token of its completions, also those a selector kept out of the policy loss
+            critic = rollout if batch.value_mask is None else rollout.replace(mask=batch.value_mask[keep])
             vf, vf_metrics = value_loss(
                 out.value,
-                rollout,
+                critic,
                 batch.returns[keep],
-                **{**agg, "aggregation": "token_mean"},
+                **{**agg, "aggregation": "token_mean", "num_tokens": value_tokens},
                 **(preset.value_loss or {}),
             )
             loss = loss + config.vf_coef * vf
@@ -489,6 +499,7 @@ class Trainer:
             return
         state = self.state_dict()
         state["rng"] = self._rng_at_step_start
+        state["part_state"] = self._part_state_at_step_start  # the failed step may have advanced the live one
         checkpoint.save(self.run_dir / "checkpoints", self.step, state, keep=self.config.keep_checkpoints)
         self._last_saved = self.step
 
