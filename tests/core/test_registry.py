@@ -34,7 +34,10 @@ def test_a_module_imported_twice_registers_its_parts_once(tmp_path):
     # must not collide, while a different function under a taken name still does.
     import importlib.util
 
-    source = "from grpolab.core.advantages import ADVANTAGES\n\n\n@ADVANTAGES.register('_twice_for_test')\ndef f(r):\n    return r\n"
+    source = (
+        "from grpolab.core.advantages import ADVANTAGES\n\n\n"
+        "@ADVANTAGES.register('_twice_for_test')\ndef f(r):\n    return r\n"
+    )
     path = tmp_path / "twice.py"
     path.write_text(source)
     from grpolab.core.advantages import ADVANTAGES

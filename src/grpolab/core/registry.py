@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
