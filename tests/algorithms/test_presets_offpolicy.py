@@ -44,6 +44,9 @@ def toy_batch(on_policy: bool = False):
     return rollout, logp.requires_grad_(), values
 
 
+ENTROPY = torch.rand(6, MAX_LEN, generator=torch.Generator().manual_seed(5), dtype=F64) * 2  # [B, T] current H
+
+
 def compose(preset: Preset, rollout: Rollout, logp, values, *, num_seqs=None):
     """The trainer's pipeline for one batch, driven only by the preset's data and the run arguments."""
     run = {"max_len": MAX_LEN, "step": STEP, "total_steps": TOTAL}
@@ -68,7 +71,8 @@ def compose(preset: Preset, rollout: Rollout, logp, values, *, num_seqs=None):
     loss, _ = fn(logp, rollout, adv, **agg, **with_run_arguments(fn, preset.loss.params, run))
     for part in preset.regularizers:
         fn = REGULARIZERS[part.name]
-        loss = loss + fn(logp, rollout, **agg, **with_run_arguments(fn, part.params, {**run, "advantages": adv}))[0]
+        args = with_run_arguments(fn, part.params, {**run, "advantages": adv})
+        loss = loss + fn(logp, rollout, entropy=ENTROPY[rows], **agg, **args)[0]
     if preset.value_loss is not None:
         gamma, lam = preset.advantage.params["gamma"], preset.advantage.params["lam"]
         _, returns = compute_gae(outcome_token_rewards(full), full.value, full.mask, gamma=gamma, lam=lam)
@@ -176,9 +180,11 @@ def expected_mdpo(b):
 
 
 def expected_grpo_llds(b):
-    """GRPO (std-normalised A, clip 0.2) + 0.001·k3 KL to the reference + 0.2·LLDS with the A-gate; token mean."""
+    """GRPO (std-normalised A, clip 0.2) + 0.001·k3 KL to the reference + 0.2·LLDS with the A-gate − 0.001·H (verl's
+    default entropy_coeff, kept by the official run); token mean."""
     lp, old, ref, *_ = tensors(b)
     pg, llds = [], []
+    entropy = token_mean([ENTROPY[i, t].item() for i in range(6) for t in valid(i)])
     for i in range(6):
         group = members(i)
         mean = sum(group) / 3
@@ -200,7 +206,7 @@ def expected_grpo_llds(b):
             chunk = next(c for c in chunks if t in c)
             active = a >= 0 and sum(old[i][s] - lp[i][s] for s in chunk) > 0
             llds.append(max(0.0, old[i][t] - lp[i][t]) if active else 0.0)
-    return token_mean(pg) + 0.2 * token_mean(llds)
+    return token_mean(pg) + 0.2 * token_mean(llds) - 0.001 * entropy
 
 
 EXPECTED = {
@@ -310,7 +316,14 @@ def test_grpo_llds_at_the_rollout_policy_is_grpo_with_kl():
 def test_trainer_settings():
     assert PRESETS["mdpo"].trainer["num_iterations"] == 10  # the paper's m = 10 SGD steps per batch
     assert PRESETS["loop"].trainer["num_iterations"] == 2  # apple/ml-loop epochs_per_iteration
+    # group sizes of the papers (the trainer's default G = 8 must not stand in for them)
+    assert PRESETS["loop"].trainer["num_generations"] == 6  # rollouts_per_scenario 6
+    assert PRESETS["grpo_llds"].trainer["num_generations"] == 5  # rollout.n_agent=5
+    assert PRESETS["grpo_llds"].trainer["top_p"] == 0.95  # Search-R1 verl rollout default, passed to vLLM
+    for name in ("rec", "opmd", "asymre"):
+        assert PRESETS[name].trainer["num_generations"] == 8  # gsm8k.yaml repeat_times 8
+    assert ("entropy", {"coef": 0.001}) in [(r.name, dict(r.params)) for r in PRESETS["grpo_llds"].regularizers]
     assert PRESETS["mdpo"].requires == {"old_logp", "value"}
-    assert PRESETS["grpo_llds"].requires == {"old_logp", "ref_logp"}
+    assert PRESETS["grpo_llds"].requires == {"old_logp", "ref_logp", "entropy"}
     for name in NEW:
         assert PRESETS[name].notes and PRESETS[name].trainer.get("num_iterations", 1) <= 10

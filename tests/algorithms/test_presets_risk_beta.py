@@ -119,10 +119,14 @@ def riskpo_advantages(tracked=None):
 
 
 def token_mean_ppo(batch, adv):
+    """verl's vanilla loss (RiskPO's scripts): clip 0.2, dual clip c = 3 for A < 0, token mean over the batch."""
     rollout, logp, lengths = batch
     lp, old = logp.tolist(), rollout.old_logp.tolist()
     terms = [clipped(math.exp(lp[i][t] - old[i][t]), adv[i], 0.2, 0.2) for i in range(len(GROUP))
              for t in range(lengths[i])]  # fmt: skip
+    negative = [adv[i] < 0 for i in range(len(GROUP)) for t in range(lengths[i])]
+    flat_adv = [adv[i] for i in range(len(GROUP)) for t in range(lengths[i])]
+    terms = [min(x, -3.0 * a) if neg else x for x, a, neg in zip(terms, flat_adv, negative, strict=True)]
     return sum(terms) / len(terms)
 
 
@@ -208,6 +212,16 @@ def test_riskpo_preset_equals_the_paper_objective_over_two_steps():
     assert adv1[9] == 0.0  # prompt 2's 4th completion is in no paper
     second.backward()
     assert torch.isfinite(logp.grad).all() and (logp.grad[~rollout.mask] == 0).all()
+
+
+def test_riskpo_preset_dual_clip_binds_far_off_policy():
+    # verl's vanilla loss caps a negative-advantage token's loss at −3·A (clip_ratio_c = 3): ratio e^1.5 ≈ 4.5
+    rollout, _, lengths = toy_batch()
+    logp = (rollout.old_logp + 1.5).requires_grad_()  # [B, T]
+    loss = compose(PRESETS["riskpo"], rollout, logp, {})
+    adv, _ = riskpo_advantages()
+    assert any(a < 0 for a in adv)
+    assert loss.item() == pytest.approx(token_mean_ppo((rollout, logp, lengths), adv), rel=1e-9)
 
 
 @pytest.mark.parametrize(("name", "expected"), [("bnpo", expected_bnpo), ("hrpo", expected_hrpo),

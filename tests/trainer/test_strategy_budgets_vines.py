@@ -113,7 +113,7 @@ def test_polychromic_vines_sample_sets_reproducibly_in_one_call(tmp_path):
     torch.manual_seed(3)
     sampled = t._sample(rows, 3)
     ctx, calls = counting(t.context)
-    hp = dict(num_states=2, num_continuations=4, num_sets=5, set_size=3)
+    hp = dict(num_states=2, num_continuations=4, num_sets=5, set_size=3, max_len=TINY["max_new_tokens"])
     torch.manual_seed(4)
     out, metrics = ROLLOUT_STRATEGIES["polychromic_vines"](ctx, sampled, **hp)
     assert len(calls) == 1
@@ -144,7 +144,31 @@ def test_polychromic_vines_sample_sets_reproducibly_in_one_call(tmp_path):
     again, _ = ROLLOUT_STRATEGIES["polychromic_vines"](t.context, sampled, **hp)
     assert torch.equal(again.extras["poly_member"], ex["poly_member"]) and again.gen.texts == out.gen.texts
     with pytest.raises(ValueError, match="set_size"):
-        ROLLOUT_STRATEGIES["polychromic_vines"](t.context, sampled, num_continuations=2, set_size=3)
+        ROLLOUT_STRATEGIES["polychromic_vines"](t.context, sampled, num_continuations=2, set_size=3, max_len=4)
+
+
+def test_polychromic_vines_keep_the_generation_limit(tmp_path):
+    """A vine state is a state of the same episode: a continuation from it holds at most max_len tokens in total
+    (prefix included); one that ran past it is cut back, marked truncated and scored on the cut text."""
+    t = trainer(tmp_path, "polychromic")
+    torch.manual_seed(0)
+    sampled = t._sample([t.task.train[0], t.task.train[1]], 3)
+    L = TINY["max_new_tokens"]
+    torch.manual_seed(1)
+    out, _ = ROLLOUT_STRATEGIES["polychromic_vines"](
+        t.context, sampled, num_states=3, num_continuations=4, num_sets=4, set_size=2, max_len=L
+    )
+    N = sampled.size
+    lengths = out.gen.completion_mask.sum(-1)
+    assert (lengths <= L).all()
+    prefix = out.extras["prefix_len"]
+    assert (prefix[N:] > 0).any()  # deep states were drawn, so continuations had to be cut back
+    at_limit = (lengths[N:] == L).nonzero().flatten() + N
+    rescored = t._score(out.rows, out.gen.take(at_limit))
+    torch.testing.assert_close(out.reward[at_limit], rescored.reward)  # each reward is that of its kept text
+    truncated = out.gen.truncated
+    assert (lengths[truncated] == L).all()  # a truncated continuation stopped at the limit, not beyond it
+    assert (truncated[N:] & (prefix[N:] > 0)).any()  # continuations of deep states were cut back and marked
 
 
 @pytest.mark.parametrize("algo", ["brpo", "polychromic"])

@@ -10,7 +10,7 @@ PRESET = Preset(
     advantage=Part("asymre", {"delta": 0.1}),  # baseline mean_G r − 0.1 (Trinity asymre baseline_shift −0.1)
     loss=Part("rec", {"clip_mode": "none", "weight": "none"}),  # plain −A·log π: AsymRE clips nothing
     aggregation="token_mean",  # Trinity's token-mean
-    trainer={"num_iterations": 1, "temperature": 1.0},
+    trainer={"num_generations": 8, "num_iterations": 1, "temperature": 1.0},  # as rec: gsm8k.yaml repeat_times 8
     notes="AsymRE is from Arnal et al., Asymmetric REINFORCE for off-Policy RL (arXiv 2506.20520); arXiv 2509.24203 "
     "shows that shifting the baseline down by δ equals REC with the forward-KL regulariser −δ·log π (its README: "
     "rec loss, regularizer 'forward-kl', coef 0.1, dr_grpo advantage), which gives the same loss gradient. Trinity's "

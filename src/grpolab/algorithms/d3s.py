@@ -26,7 +26,11 @@ PRESET = Preset(
     regularizers=(Part("kl", {"coef": 0.04, "estimator": "k3"}),),  # GRPO's k3 KL in the loss, as the grpo preset
     trainer={"num_iterations": 1},
     notes="Sources: paper abstract and summaries (arXiv 2509.22115; the code is in the supplement, not read); spec "
-    "part B §4. Sample level: max-variance subset of m = ceil(ratio*n) rollouts per group (D3S-I) by the exact "
+    "part B §4. The abstract selects samples 'across groups' (cross-group D3S: sample_scope='batch'); summaries "
+    "report the intra-group variant D3S-I as the more robust (unaligned models), our default (a choice). "
+    "Whether D3S re-normalises A on the kept subset is not recovered: the already computed A are kept (the "
+    "abstract ranks rollouts by Var(A)). Sample level: max-variance subset of m = ceil(ratio*n) rollouts per "
+    "group (D3S-I) by the exact "
     "PODS rule (arXiv 2504.13818: sort by A, top-k + bottom-(m-k), scan k; ties: stable index order, smallest "
     "k); per-completion A = mean of the token advantages. Token level: score |A|*H with H the rollout policy's "
     "entropy (extras['old_entropy']), keep exactly ceil(rho*N) of the kept rollouts' tokens over the batch, ties "

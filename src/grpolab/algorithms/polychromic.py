@@ -30,9 +30,10 @@ PRESET = Preset(
     "containing it, PPO with GAE and a value loss elsewhere. Unverified/recalled: n = 4, N = 8; p and M are our "
     "choices. Interpretation choices: diversity = distinct stripped completion texts / n (for arith the text is the "
     "answer); states are drawn uniformly per prompt (a random trajectory of the prompt and a uniform cut in 0..len−1, "
-    "0 = the prompt); the marginal advantage is put on every sampled token of the continuation (prefix masked by "
-    "mask_prefix); ordinary trajectories keep GAE from the value head (the paper's PPO); all advantages are whitened "
-    "together over the trained tokens (PPO's advantage normalisation). Without a critic use advantage base='grpo' "
-    "and drop value_loss. γ = 1, λ = 0.95, ε = 0.2, 4 epochs and vf_coef 0.5 follow the library's ppo preset; no "
-    "KL penalty (the paper does not describe one).",
+    "0 = the prompt); a continuation keeps the run's generation limit, its given prefix included (a vine state is a "
+    "state of the same episode); the marginal advantage is put on every sampled token of the continuation (prefix "
+    "masked by mask_prefix); ordinary trajectories keep GAE from the value head (the paper's PPO); all advantages "
+    "are whitened together over the trained tokens (PPO's advantage normalisation). Without a critic use advantage "
+    "base='grpo' and drop value_loss. γ = 1, λ = 0.95, ε = 0.2, 4 epochs and vf_coef 0.5 follow the library's ppo "
+    "preset; no KL penalty (the paper does not describe one).",
 )

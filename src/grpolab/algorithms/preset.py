@@ -7,6 +7,7 @@ before any work starts.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,8 +54,14 @@ TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
 def with_run_arguments(fn: Callable[..., Any], params: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` plus the run-supplied arguments (``RUN_ARGUMENTS``: ``max_len``, ``step``, ``state`` ...) that
     ``fn`` declares as keyword-only arguments; ``params`` win (a preset may fix ``max_len``)."""
-    accepted = {p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
+    accepted = _keyword_only(fn)
     return {**{k: v for k, v in run.items() if k in RUN_ARGUMENTS and k in accepted}, **params}
+
+
+@functools.cache
+def _keyword_only(fn: Callable[..., Any]) -> frozenset[str]:
+    """Names of ``fn``'s keyword-only parameters (cached: the trainer asks once per part call)."""
+    return frozenset(p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ PRESET = Preset(
         },
     ),
     aggregation="token_mean",  # Trinity's loss_agg_mode "token-mean"
-    trainer={"num_iterations": 1, "temperature": 1.0},  # each batch used once; rollout temperature 1.0
+    # G = 8 (gsm8k.yaml repeat_times 8); each batch used once; rollout temperature 1.0
+    trainer={"num_generations": 8, "num_iterations": 1, "temperature": 1.0},
     notes="Preset = REC-OneSide-NoIS (examples/rec_gsm8k/README.md in Trinity-RFT), the variant the paper puts "
     "forward: one-side clip mask, no importance weights, no std normalisation. gsm8k.yaml's template default "
     "clip_mode 'none' is the paper's vanilla-REINFORCE baseline (rec loss with its defaults); other variants are loss "
@@ -28,5 +29,7 @@ PRESET = Preset(
     "one-side + IS + advantage grpo(ddof=0). RED-Drop (drop extra negatives to balance a group) is not implemented. "
     "Paper scale: Qwen2.5-3B-Instruct, G = 8, 96 prompts per batch, lr 1e-6, grad clip 1.0, sync_interval 20 (the "
     "rollout model lags up to 20 steps; this trainer's staleness comes only from num_iterations / minibatches, so "
-    "with one on-policy pass the mask is all ones and REC equals REINFORCE with the dr_grpo advantage).",
+    "with one on-policy pass the mask is all ones and REC equals REINFORCE with the dr_grpo advantage). A lone "
+    "completion (group of size 1) gets A = 0 here (dr_grpo: r − its own mean); Trinity's rec_advantage sets the "
+    "baseline of a size-1 group to 0 instead (A = r).",
 )

@@ -21,7 +21,9 @@ PRESET = Preset(
             "credit": "std",  # credit_assign_mode, MATH script ("sum-mean" in DAPO-Math, "uniform" in the yaml)
         },
     ),
-    loss=Part("ppo_clip", {"epsilon": 0.2}),  # verl's default clipped loss (clip_ratio 0.2); the scripts keep it
+    # verl's vanilla policy loss, which the scripts keep: clip_ratio 0.2 and, always on for A < 0, the dual clip
+    # clip_ratio_c = 3.0 (verl/trainer/config/actor/actor.yaml, core_algos.py::compute_policy_loss)
+    loss=Part("ppo_clip", {"epsilon": 0.2, "dual_clip": 3.0}),
     aggregation="token_mean",  # verl's default loss_agg_mode "token-mean"; the scripts do not change it
     trainer={"temperature": 1.0, "top_p": 1.0},  # verl rollout defaults
     notes="Defaults are those of the official MATH script (RTkenny/RiskPO scripts/run_qwen2.5_1.5b_MVaR_math.sh): "
@@ -35,5 +37,8 @@ PRESET = Preset(
     "not a multiple of B; completions beyond a bundle's smallest group get advantage 0. The tracked quantile grid "
     "(0.05..0.95) lives in the run's part state (checkpointed); it is used from the second step on (the code "
     "writes it after the advantage of each batch, so there it never reaches the advantage: batch quantiles). A "
-    "constant bundle's paper std (0) is replaced by 1 (the code's per-question rule) instead of dividing by 1e-6.",
+    "bundle's paper-score std at or below 1e-3 (a constant bundle) is replaced by 1 (the code's per-question rule) "
+    "instead of dividing by std + 1e-6; β − α, α and 1 − β are divided exactly (the code adds 1e-6: a relative "
+    "difference below 1e-5). The script's PPO mini-batch is 512 of the 1024 prompts (2 optimizer steps per batch, "
+    "--minibatches 2), where the dual clip (c = 3) can bind.",
 )

@@ -46,9 +46,14 @@ PRESET = Preset(
     "sampled it (t >= prefix_len), with the true prefix as context, other rows' copies masked (spo_keep + the "
     "spo_mask selector). The SPO-tree configs inherit use_prob_mask true from the chain configs, so tokens with "
     "p_old >= 0.9 leave the loss here too (prob_threshold None turns it off). Advantages whitened over the kept "
-    "tokens (whiten_advantages true). KL: beta = 1e-4 k3 in the loss (refKl0.0001 + klLoss override the 0.05 of "
-    "ppo_MATH.jsonnet). Trainer settings: G = 6, num_epochs_per_iteration 1 (both tree configs), temperature 0.6."
+    "tokens (whiten_advantages true; the official trainer whitens per micro-batch, per_device_train_batch_size 2"
+    " for Qwen: an implementation artefact, here the whole batch). KL: beta = 1e-4 k3 in the loss, on the kept "
+    "tokens only (refKl0.0001 + klLoss override the 0.05 of ppo_MATH.jsonnet). Trainer settings: G = 6, "
+    "num_epochs_per_iteration 1 (both tree configs), temperature 0.6."
     " Paper scale in the notes only: lr 1e-6, 512 episodes per iteration from 32 questions (16 for GSM8K with "
     "1024 episodes; the kept (prefix -> segment) samples are drawn up to that count), mini-batches of 128 (4 "
-    "optimizer steps per epoch), top_p 1.0 (Qwen), 2K/4K context.",
+    "optimizer steps per epoch), top_p 1.0 (Qwen), 2K/4K context. Not reproduced: hybrid_episode_generator.py "
+    "puts the nonzero edges in an on-policy replay buffer and trains at most 32 edges per question per "
+    "iteration, keeping the rest (with their stored old log-probs) for up to 8 iterations; here every kept "
+    "segment of the step's trees is trained at once, on-policy.",
 )

@@ -61,7 +61,9 @@ def risk_paper_advantage(
       ``natural_baseline`` (then g ≤ 0, = 0 above q_up), else c = 0 (then g ≥ 0, = 0 below q_down).
     - CVaR_α (lower tail) weight: ``cvar(S) = −(q_down − S)_+ / α``.
     - MVaR (``measure="mvar"``, paper): ``(w·cvar + g) / (w + 1)``; ``"risk_seeking"`` (the repo's risk-seeking
-      run) replaces the lower tail by the upper one: ``(w·(S − q_up)_+ / (1 − β) + g) / (w + 1)``.
+      run) replaces the lower tail by the upper one: ``(w·(S − q_up)_+ / (1 − β) + g) / (w + 1)``; there ``w_mix``
+      plays the code's separate ``upper_weight`` (1.5 in the risk-seeking script, the same value as ``w_mix``).
+    - ``"cvar"`` (the CVaR_α weight alone) is an extension for analysis; the code has no such switch.
 
     The code divides by ``β − α + 1e-6`` and ``α + 1e-6``; here the divisions are exact (α, β are checked to
     satisfy 0 < α < β < 1), a relative difference below 1e-5.

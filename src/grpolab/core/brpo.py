@@ -25,7 +25,10 @@ it writes the extras the ``brpo`` advantage below reads:
 
 Convention choices (each with its source):
 
-- Budgets are ``b_j = ⌊j·L/S⌋`` (the code: ``L // S * j``); the "linear" prior is ``p_j ∝ j`` (∝ b_j).
+- Budgets are ``b_j = ⌊j·L/S⌋``: the code's ``L // S * j`` whenever S divides L (the paper's 8000 and 16000 with
+  S = 1, 2, 4, 8). Otherwise the code generates only ``L // S · S`` tokens; here the last budget is always the
+  generation limit L, so no sampled token lies beyond it. The "linear" prior is ``p_j ∝ j`` (the code's ∝ b_j,
+  which is ∝ j with its budgets), also when S does not divide L.
 - V1 (the code's ``last_cot_return``) is the discounted mean of the trajectory's own earlier budget rewards with
   weights ``2^j`` (``discount_factor = 2.0``: later, better-informed budgets weigh more), times ``Σ_{j≥s} p_j``;
   V1 = 0 for the first segment. V2 is the mean of ``Ret_{·,s}`` over the G thinking trajectories of the prompt.
@@ -57,7 +60,8 @@ SUMMARY_METHODS = ("brpo", "grpo")
 
 # ---------------------------------------------------------------------------------------------- budgets
 def budget_positions(max_len: int, num_budgets: int) -> list[int]:
-    """The S thinking budgets ``b_j = ⌊j·L/S⌋``, j = 1..S (arXiv 2505.13438 §3; the code's ``L // S * j``).
+    """The S thinking budgets ``b_j = ⌊j·L/S⌋``, j = 1..S (arXiv 2505.13438 §3). Equal to the code's ``L // S * j``
+    when S divides L; otherwise the last budget is still L (the code would generate only ``L // S · S`` tokens).
 
     Args:
         max_len: L, the generation limit of the thinking completions (the run's max_new_tokens).
@@ -328,7 +332,9 @@ def brpo(
         prior: budget prior ``"uniform"`` / ``"linear"`` / ``"base"`` (``budget_prior``); default ``"linear"``.
         variance_reduction: ``"brpo"`` (paper) / ``"v1only"`` / ``"v2only"`` / ``"none"`` (``brpo_baseline``).
         summary_method: ``"brpo"`` (paper: every summary is trained, the decoupled summary policy) or ``"grpo"``
-            (the code's GRPO recipe: only the summaries of the last budget are trained).
+            (the code's GRPO recipe: only the summaries of the last budget are trained). The README pairs
+            ``"grpo"`` with ``n_summary = 1``; with more summaries the code would train only the last-sampled one
+            of the last budget, here all of them are trained (their order carries no meaning).
         discount: V1's weighting base, code default 2.0.
 
     Invariant (spec): with S = 1 and ``n_summary`` = 1 the thinking advantage is ``r − mean_G r`` (Dr. GRPO).

@@ -9,8 +9,9 @@ policy), and every token of segment k gets the segment advantage ``A_k = V(end o
   below 0.9, every ``interval``-th one (:func:`cutpoints`); ``V`` at a cutpoint is the mean reward of N
   continuations (a rollout strategy samples them), ``V(end)`` is the completion's reward and ``V(start)`` is a
   baseline of the prompt (:func:`chain_segment_advantages`, ADVANTAGES entry ``"spo_chain"``).
-- **SPO-tree** (long chain of thought): a tree of segments of M tokens per prompt, ``V(node)`` from the
-  leaves below it, ``A = V(child) − V(parent)`` (:func:`tree_segment_advantages`, :func:`tree_token_advantages`,
+- **SPO-tree** (long chain of thought): a tree of segments of M tokens per prompt, ``V(node)`` the mean of its
+  children's values (official code; the mean reward of the leaves below it is an option, equal for full
+  subtrees), ``A = V(child) − V(parent)`` (:func:`tree_segment_advantages`, :func:`tree_token_advantages`,
   ADVANTAGES entry ``"spo_tree"``).
 - **Probability mask** (policy optimization): only tokens with rollout probability below the threshold carry the
   policy gradient (:func:`probability_mask`; the rollout strategies write it to ``extras["spo_keep"]`` and the

@@ -124,6 +124,7 @@ def spo_tree(
     method: str = "rloo",
     node_value: str = "children",
     only_nonzero: bool = True,
+    zero_tol: float = 1e-6,
     prob_threshold: float | None = 0.9,
 ) -> tuple[Sampled, dict[str, float]]:
     """SPO-tree (arXiv 2505.23564): grow a tree of segments per prompt; every leaf joins the batch.
@@ -159,6 +160,10 @@ def spo_tree(
             the GSM8K config has M = 30 of 1024, 0.03). segment_len: a fixed M instead (clipped to the budget).
         method: "rloo" (paper default) or "grpo". node_value: "children" (official code) or "leaves".
         only_nonzero: keep only segments with nonzero advantage (official code: yes).
+        zero_tol: an advantage with ``|A| <= zero_tol`` counts as zero; default 1e-6. The official code tests
+            ``pav_advantage != 0`` exactly, which keeps segments whose advantage is 0 in exact arithmetic but not
+            after rounding (|A| ~ 1e-8: about 0.5% of such edges in a 6-6-6 tree of 0/1 rewards); whitening then
+            blows them up to ordinary advantages. 0 reproduces the exact test.
         prob_threshold: probability mask threshold (official trainer: 0.9); None turns the mask off (and skips
             the extra forward pass).
     """
@@ -208,7 +213,9 @@ def spo_tree(
     )  # [R, D]
     prefix_len = tree.extras["prefix_len"].long()  # [R]
     adv, node, owned = tree_token_advantages(seg_adv, path, mask, prefix_len, segment_len=M)  # [R, T] each
-    keep = owned & (adv != 0) if only_nonzero else owned  # [R, T]
+    if zero_tol < 0:
+        raise ValueError(f"spo_tree: zero_tol must be >= 0, got {zero_tol}")
+    keep = owned & (adv.abs() > zero_tol) if only_nonzero else owned  # [R, T]
     if prob_threshold is not None:
         logp, _ = ctx.token_outputs(tree.gen)  # [R, T] rollout-policy log-probs of every leaf
         keep = keep & probability_mask(logp, mask, threshold=prob_threshold)  # [R, T]
@@ -219,6 +226,6 @@ def spo_tree(
         "spo/leaves_per_prompt": R / max(1, P),
         "spo/continue_calls": float(calls),
         "spo/kept_token_frac": (keep.sum() / mask.sum().clamp(min=1)).item(),
-        "spo/nonzero_segment_frac": (seg_adv[path >= 0] != 0).float().mean().item(),
+        "spo/nonzero_segment_frac": (seg_adv[path >= 0].abs() > zero_tol).float().mean().item(),
     }
     return replace(tree, extras=extras), metrics

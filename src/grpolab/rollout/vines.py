@@ -14,6 +14,32 @@ from grpolab.core.polychromic import choose_vine_states, outcome_ids, sample_sub
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
 
 
+def _within(ctx: RolloutContext, cont: Sampled, limit: int) -> Sampled:
+    """``cont`` with every completion longer than ``limit`` tokens cut back to ``limit`` (marked truncated, its text
+    decoded again) and scored again, so that a vine continuation obeys the same generation limit as the rollout
+    it branches from."""
+    gen = cont.gen
+    over = (gen.completion_mask.sum(-1) > limit).nonzero().flatten()  # [m]
+    if over.numel() == 0:
+        return cont
+    ids, mask = gen.completion_ids[:, :limit], gen.completion_mask[:, :limit]  # [M, limit]
+    truncated = gen.truncated.clone()  # [M]
+    truncated[over] = True
+    texts = list(gen.texts)
+    cut_texts = ctx.tokenizer.batch_decode(torch.where(mask[over], ids[over], ctx.pad_id), skip_special_tokens=True)
+    for i, text in zip(over.tolist(), cut_texts, strict=True):
+        texts[i] = text
+    short = replace(gen, completion_ids=ids, completion_mask=mask, truncated=truncated, texts=texts)
+    rescored = ctx.score(cont.rows, short.take(over))
+    at = over.to(cont.reward.device)  # [m]
+    fields = {}
+    for name in ("reward", "rewards", "valid", "accuracy"):
+        value = getattr(cont, name).clone()
+        value[at] = getattr(rescored, name).to(value)
+        fields[name] = value
+    return replace(cont, gen=short, **fields)
+
+
 @ROLLOUT_STRATEGIES.register("polychromic_vines")
 def polychromic_vines(
     ctx: RolloutContext,
@@ -23,6 +49,7 @@ def polychromic_vines(
     num_continuations: int = 8,
     num_sets: int = 8,
     set_size: int = 4,
+    max_len: int,
 ) -> tuple[Sampled, dict[str, float]]:
     """Vine sampling: pick ``num_states`` rollout states per prompt along the batch's trajectories
     (``choose_vine_states``), sample ``num_continuations`` on-policy continuations from each in ONE
@@ -33,11 +60,17 @@ def polychromic_vines(
     rows get state -1, no set and prefix 0; continuations keep their prompt's group, and their ``prefix_len`` keeps
     the given prefix out of the loss with the ``mask_prefix`` selector.
 
+    A vine state is a state of the same episode, so a continuation from it runs under the same horizon: at most
+    ``max_len`` completion tokens in total, prefix included (one call samples up to ``max_len − shallowest cut`` new
+    tokens; continuations from deeper states that run past ``max_len`` are cut back to it, marked truncated and
+    scored again), exactly as an ordinary rollout that reached the limit.
+
     Args:
         num_states: p, rollout states per prompt; usually 1 to 4 (the paper's p is not recovered; our choice).
         num_continuations: N per state; recalled paper value 8 (unverified); usually 4 to 16.
         num_sets: M per state; usually N or more; our choice (not recovered from the paper).
         set_size: n <= N; recalled paper value 4 (unverified); usually 2 to 8.
+        max_len: the run's generation limit (supplied by the trainer).
 
     Metrics: ``poly_continuations``, ``poly_set_score`` (mean f_poly), ``poly_set_diversity`` (mean distinct
     fraction of a state's N continuations).
@@ -51,7 +84,11 @@ def polychromic_vines(
     member = sample_subsets(
         index.numel(), num_continuations, num_sets=num_sets, set_size=set_size
     )  # [K, Nc, M] (validates n <= N before any sampling)
-    vines = ctx.continue_from(sampled, index, cut, num_continuations)  # K * Nc rows, state-major
+    # the horizon of the episode: a continuation holds at most max_len tokens, its given prefix included
+    vines = ctx.continue_from(
+        sampled, index, cut, num_continuations, max_new_tokens=max_len - int(cut.min())
+    )  # K * Nc rows, state-major
+    vines = _within(ctx, vines, max_len)
     K = index.numel()
     state = torch.arange(K, device=dev).repeat_interleave(num_continuations)  # [K * Nc]
     outcome = outcome_ids(vines.gen.texts, state)  # [K * Nc]
