@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from grpolab.core.advantages import ADVANTAGES
-from grpolab.core.aepo import REINFORCE_KEY, aepo, choose_temperature, regularizer_count, select_positives
+from grpolab.core.aepo import (
+    OVERWRITTEN_KEY,
+    REINFORCE_KEY,
+    aepo,
+    aepo_overwritten,
+    choose_temperature,
+    regularizer_count,
+    select_positives,
+)
+from grpolab.core.filters import FILTERS
 from grpolab.core.types import Rollout
 
 
@@ -126,6 +135,20 @@ def test_regulariser_rows_take_no_part_in_the_group_statistics():
     torch.testing.assert_close(aepo(base)[:, 0], torch.tensor([0.70711, -0.70711, 1.0]), atol=1e-4, rtol=0)
 
 
+def test_overwritten_rows_complete_their_group_statistics_then_leave():
+    # code: _compute_adv(batch) on the full batch, then concat([positives[:k], batch[k:]]). Group 0 = [1, 0, 0, 0]
+    # with its first row overwritten by a regulariser row: the survivors keep mean .25, std (ddof 1) .5 → -.5 each
+    # (normalised among themselves, [0, 0, 0], they would get 0); the overwritten row gets 0 and is filtered out.
+    r = make([0, 0, 0, 0, 1], [1.0, 0.0, 0.0, 0.0, 1.0], [False, False, False, False, True])
+    r = r.replace(extras={**r.extras, OVERWRITTEN_KEY: torch.tensor([True, False, False, False, False])})
+    torch.testing.assert_close(aepo(r)[:, 0], torch.tensor([0.0, -0.5, -0.5, -0.5, 1.0]), atol=1e-5, rtol=0)
+    keep, metrics = FILTERS["aepo_overwritten"](r)
+    assert keep.tolist() == [False, True, True, True, True]
+    assert metrics["filter/aepo_overwritten_frac"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="aepo_overwritten"):
+        aepo_overwritten(make([0], [1.0], [False]))
+
+
 def test_all_regulariser_rows_get_the_reinforce_advantage():
     out = aepo(make([0, 1], [0.0, 1.0], [True, True]), reinforce_advantage=0.5)
     assert out.tolist() == [[0.5, 0.5], [0.5, 0.5]]
@@ -134,10 +157,13 @@ def test_all_regulariser_rows_get_the_reinforce_advantage():
 def slow_aepo(r: Rollout, eps=1e-6):
     B, T = r.mask.shape
     flag = r.extras[REINFORCE_KEY]
+    gone = r.extras.get(OVERWRITTEN_KEY, torch.zeros(B, dtype=torch.bool))
     out = torch.zeros(B, T, dtype=torch.float64)
     for i in range(B):
         if flag[i]:
             a = 1.0
+        elif gone[i]:
+            a = 0.0
         else:
             members = [float(r.reward[j]) for j in range(B) if r.group[j] == r.group[i] and not flag[j]]
             n = len(members)
@@ -160,7 +186,8 @@ def test_aepo_advantage_loop_equals_vectorised(seed):
     mask[:, 0] = True
     reward = torch.randn(B, generator=gen, dtype=torch.float64)
     flag = torch.rand(B, generator=gen) < 0.3
-    r = Rollout(group=group, mask=mask, reward=reward, extras={REINFORCE_KEY: flag})
+    gone = (torch.rand(B, generator=gen) < 0.3) & ~flag  # overwritten main rows still count in their groups
+    r = Rollout(group=group, mask=mask, reward=reward, extras={REINFORCE_KEY: flag, OVERWRITTEN_KEY: gone})
     torch.testing.assert_close(aepo(r), slow_aepo(r), atol=1e-9, rtol=1e-9)
 
 

@@ -236,6 +236,24 @@ def test_lm_head_coefficients_loop_vs_vectorised_on_random_tokens():
     torch.testing.assert_close(quad, ref_quad.float(), rtol=1e-3, atol=1e-9)
 
 
+def test_a_confident_token_keeps_its_coefficients_accurate_in_fp32():
+    # Two-token support, a = 0 with p_b = ε ≈ 1e-6 (a confident token, the usual LLM case), s = [1, 1]:
+    # v = [ε, −ε], d = v, lin = 2ε², quad = p_a·p_b·(d_a − d_b)² = 4ε³(1 − ε). In fp32, 1 − p_a keeps ~1 digit and
+    # Σpd² − (Σpd)² cancels to noise; the coefficients must still hold to fp32 precision (found by the crosscheck).
+    logits = torch.tensor([[0.0, -13.8]])  # fp32
+    eps_b = 1.0 / (1.0 + math.exp(13.8))  # p_b in exact arithmetic
+    probs = torch.softmax(logits, dim=-1)  # [1, 2] fp32
+    lin, quad = capo_coefficients(probs, torch.tensor([[True, False]]), torch.ones(1, 2))
+    assert lin.item() == pytest.approx(2 * eps_b**2, rel=1e-5, abs=0)
+    assert quad.item() == pytest.approx(4 * eps_b**3 * (1 - eps_b), rel=1e-5, abs=0)
+    # the same through the head: one hidden unit, W = [[0], [−13.8]], h = 1, SGD lr = 1 (s_k = h² = 1)
+    lin, quad = lm_head_coefficients(
+        torch.ones(1, 1), torch.tensor([[0.0], [-13.8]]), torch.tensor([0]), reference_advantage=None
+    )
+    assert lin.item() == pytest.approx(2 * eps_b**2, rel=1e-5, abs=0)
+    assert quad.item() == pytest.approx(4 * eps_b**3 * (1 - eps_b), rel=1e-5, abs=0)
+
+
 # ------------------------------------------------------------------------------------------- shifts and mask
 def test_shifts_hand_values():
     # lin = 0.5, quad = 0.25 (p = [½, ½], a = 0, s = [1, 1]); A = 2
@@ -437,3 +455,22 @@ def test_bad_input_raises_value_errors():
         adam_preconditioner(torch.ones(2), lr=1.0, step=0, beta2=0.99)
     with pytest.raises(ValueError, match="temperature"):
         lm_head_coefficients(torch.ones(1, 2), torch.ones(3, 2), torch.tensor([0]), temperature=0.0)
+
+
+def test_the_preset_normalises_advantages_by_the_group_std_as_the_paper_code():
+    # stable-pg-llm GRPOEntropyTrainer._compute_advantages with its default advantage_target_std 1.0 (the CAPO recipe's
+    # normalize_advantages: false is not read there): A = (r − mean) / (std_ddof1 + 1e-4).
+    from grpolab.algorithms import PRESETS
+    from grpolab.core.advantages import ADVANTAGES
+
+    preset = PRESETS["capo"]
+    r = Rollout(
+        group=torch.tensor([0, 0, 0, 0, 1, 1]),
+        mask=torch.ones(6, 1, dtype=torch.bool),
+        reward=torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0]),
+    )
+    adv = ADVANTAGES[preset.advantage.name](r, **preset.advantage.params)[:, 0]
+    # group 0: mean 0.25, std (ddof 1) 0.5 → 0.75 / 0.5001, −0.25 / 0.5001; group 1: no variance → 0
+    want = [0.75 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, 0.0, 0.0]
+    assert adv.tolist() == pytest.approx(want, rel=1e-6, abs=1e-7)
+    assert preset.trainer["num_generations"] == 8 and "temperature" not in preset.trainer  # the code's log-probs: T 1

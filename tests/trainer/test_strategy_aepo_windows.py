@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from grpolab.core.advantages import ADVANTAGES
-from grpolab.core.aepo import REINFORCE_KEY
+from grpolab.core.aepo import OVERWRITTEN_KEY, REINFORCE_KEY
+from grpolab.core.filters import FILTERS
 from grpolab.core.selection import SELECTORS
 from grpolab.core.types import Rollout
 from grpolab.data import TASKS, Task
@@ -93,18 +94,27 @@ def test_aepo_low_entropy_samples_hot_keeps_only_correct_samples_with_advantage_
     ((temperature, extra),) = calls  # exactly one extra generation
     assert temperature == 1.2 and metrics["aepo/temperature"] == 1.2
     assert len(extra.rows) == 2 and extra.size == 2 * 5  # a quarter of the 8 prompts, n = 5 each
-    flag = out.extras[REINFORCE_KEY]
+    flag, gone = out.extras[REINFORCE_KEY], out.extras[OVERWRITTEN_KEY]
     k = int(flag.sum())
-    assert k > 0 and out.size == sampled.size  # overwrite, not append
+    N = sampled.size
+    assert k > 0 and out.size == N + k  # the k overwritten rows stay until the filter (GRPO sees whole groups)
+    assert gone.tolist() == [True] * k + [False] * (N - k) + [False] * k  # the first k main rows are overwritten
+    assert flag.tolist() == [False] * N + [True] * k
     assert bool((out.reward[flag] == 1.0).all())  # only r = 1 samples
     assert set(out.gen.texts[i] for i in flag.nonzero().flatten().tolist()) <= set(extra.gen.texts)
-    assert out.gen.texts[: out.size - k] == sampled.gen.texts[k:]  # the first k main rows were overwritten
-    adv = ADVANTAGES["aepo"](as_rollout(out))
+    assert out.gen.texts[:N] == sampled.gen.texts
+    rollout = as_rollout(out)
+    adv = ADVANTAGES["aepo"](rollout)
     mask = out.gen.completion_mask
     assert bool((adv[flag][mask[flag]] == 1.0).all())  # the regulariser uses advantage 1
-    # the entropy of this step's final batch is kept for the next step (code: actor/entropy_loss)
+    # the main rows keep the GRPO advantage of their full group (code: advantages computed before the overwrite)
+    full = ADVANTAGES["grpo"](as_rollout(sampled))
+    torch.testing.assert_close(adv[k:N, : full.shape[1]], full[k:], atol=1e-6, rtol=0)
+    keep, _ = FILTERS["aepo_overwritten"](rollout)
+    assert keep.tolist() == (~gone).tolist() and int(keep.sum()) == N  # P·G rows are trained, as in the code
+    # the entropy of this step's training rows is kept for the next step (code: actor/entropy_loss)
     logp, _ = trainer.context.token_outputs(out.gen)
-    assert state["entropy"] == pytest.approx((-logp[mask]).mean().item(), rel=1e-5)
+    assert state["entropy"] == pytest.approx((-logp[keep][mask[keep]]).mean().item(), rel=1e-5)
     assert state["temperature"] == 1.2
 
 
@@ -117,7 +127,8 @@ def test_aepo_high_entropy_samples_cold_and_halves_the_count(tmp_path):
     out, metrics = ROLLOUT_STRATEGIES["aepo"](ctx, sampled, reinforce_sample_num=4, state=state)
     assert calls[0][0] == 0.8
     positives = int(metrics["aepo/positives"])
-    assert int(out.extras[REINFORCE_KEY].sum()) == min(4, positives) // 2
+    k = min(4, positives) // 2
+    assert int(out.extras[REINFORCE_KEY].sum()) == int(out.extras[OVERWRITTEN_KEY].sum()) == k
 
 
 def test_aepo_state_survives_a_save_and_load(tmp_path):

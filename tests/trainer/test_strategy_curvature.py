@@ -61,13 +61,14 @@ def test_coefficients_are_finite_zero_at_padding_and_match_a_token_by_token_reco
 
 
 def test_after_one_optimizer_step_the_adam_state_is_read_and_left_untouched(tmp_path):
-    t = trainer(tmp_path)
+    # loose bounds: the paper's τ mask every token of a random model at lr 1e-3, which would leave a zero moment
+    t = trainer(tmp_path, selectors=[{"name": "capo", "params": {"tau_f": 1e9, "tau_h": 1e9}}])
     batch = t.rollout_batch()
     assert batch.metrics["rollout/capo_adam_step"] == 0.0 and 0.0 <= batch.metrics["selector/capo_masked_frac"] <= 1
     t.update(batch)  # one AdamW step: the head now has a second moment
     weight = t.model.get_output_embeddings().weight
     state = t.optimizer.state[weight]
-    assert int(state["step"]) == 1
+    assert int(state["step"]) == 1 and float(state["exp_avg_sq"].sum()) > 0
     sampled = t._sample([t.task.train[0], t.task.train[1]], 4)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     moments = {k: v.clone() for k, v in state.items()}

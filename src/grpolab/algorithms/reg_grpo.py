@@ -16,7 +16,8 @@ PRESET = Preset(
     "frame-level Gaussian noise for easy ones) is video-specific and not built here: only Reg-GRPO is. 'Regression' "
     "is read as mean squared error (the equation images were not decoded). ρ is the summed sequence log-ratio. "
     "At θ = θ_old every ρ is 0 and std ρ = 0: ε (1e-6, outside the root as in GRPO) keeps the loss finite; with one "
-    "update per rollout (the trainer default) every step is that case and the gradient is GRPO's sequence-level "
-    "policy gradient scaled by 2/(ε·N), which gradient clipping and Adam normalise. Whole groups are needed for the "
-    "normalisation: keep --minibatches 1 and --grad-accum 1 (the defaults).",
+    "update per rollout and one mini-batch (the trainer defaults) every step is that case and the gradient is GRPO's "
+    "sequence-level policy gradient scaled by 2/(ε·N), which gradient clipping and Adam normalise (with "
+    "--minibatches > 1 or --num-iterations > 1 the later updates see ρ ≠ 0). The normalisation needs whole groups: "
+    "mini- and micro-batches hold whole prompt groups (minibatch_groups), so --minibatches and --grad-accum are free.",
 )

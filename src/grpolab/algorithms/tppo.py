@@ -23,6 +23,9 @@ PRESET = Preset(
     "reward 0.05, 4 epochs, vf_coef 0.5) from this library's ppo preset. An unfinished response's task score "
     "is not used as a reward (egae truncated_reward=False); a response that reaches max_new_tokens is complete "
     "(terminal, task reward, critic target), as in PPO. Limitations of this trainer: the new completions are "
-    "generated at full length and cut to l tokens (no generation time is saved), and the value loss uses the "
-    "policy's token mask, so the critic trains only on the last window of each completed response.",
+    "generated at full length and cut to l tokens (no generation time is saved). The critic trains on every token "
+    "of a response completed this step (the trainer's value mask is the loss mask before mask_prefix), against "
+    "standard GAE λ-returns computed with the current critic; tokens of unfinished rows count 0 in the value loss "
+    "but stay in its token normaliser (value_loss finished_only). The EGAE advantages are whitened over this step's "
+    "window tokens (as the gae entry; the paper's normalisation was not recovered).",
 )

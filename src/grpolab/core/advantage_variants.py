@@ -430,7 +430,9 @@ def bnpo(
             raise ValueError(f"bnpo: concentration must be a pair (α, β) of positive numbers, got {concentration!r}")
         concentration = (float(concentration[0]), float(concentration[1]))
     g, P = rollout.group, rollout.num_groups  # [B], int
-    kwargs = dict(min_value=min_value, max_value=max_value, concentration=concentration, max_weight=max_weight)
+    kwargs: dict[str, Any] = dict(
+        min_value=min_value, max_value=max_value, concentration=concentration, max_weight=max_weight
+    )
     if decompose:
         if rollout.rewards is None:
             raise ValueError(

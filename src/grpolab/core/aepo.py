@@ -9,10 +9,12 @@ where the second expectation is over completions sampled at a temperature T chos
 T_high (1.2) while H ≤ H_target raises the entropy, T_low (0.8) above it lowers it. In the code the expectation is
 formed from the *positive* completions of a re-sampled quarter of the prompts (GRPO advantage > 0.05), each given
 advantage 1, and up to ``reinforce_sample_num`` (60) of them overwrite the first rows of the GRPO batch (half as
-many while H > H_target); α is thus the share of those rows in the batch.
+many while H > H_target); α is thus the share of those rows in the batch. The GRPO advantages of the batch are
+computed *before* that overwrite, over the full groups.
 
-This module holds the pure parts (temperature choice, positive selection, the regulariser count) and the
-``ADVANTAGES`` entry ``aepo``; ``grpolab.rollout.aepo`` samples and assembles the batch.
+This module holds the pure parts (temperature choice, positive selection, the regulariser count), the
+``ADVANTAGES`` entry ``aepo`` and the ``FILTERS`` entry ``aepo_overwritten``; ``grpolab.rollout.aepo`` samples and
+assembles the batch.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ import torch
 from torch import Tensor
 
 from grpolab.core.advantages import ADVANTAGES, grpo
+from grpolab.core.filters import FILTERS
 from grpolab.core.types import Rollout
 
 #: extras key of the bool [B] flag the ``aepo`` rollout strategy writes: True for a regulariser row.
 REINFORCE_KEY = "aepo_reinforce"
+#: extras key of the bool [B] flag of the main rows the regulariser rows overwrite: they complete their groups'
+#: GRPO statistics (the code normalises before the overwrite) and then leave the batch (filter ``aepo_overwritten``).
+OVERWRITTEN_KEY = "aepo_overwritten"
 
 
 def _check_temperatures(t_high: float, t_low: float) -> None:
@@ -112,11 +118,27 @@ def select_positives(
     return index[adv > threshold]  # [K]: positives only (code: absolute=False)
 
 
+def _flag(rollout: Rollout, key: str, who: str, *, required: bool) -> Tensor:
+    """The bool [B] flag ``rollout.extras[key]`` (all False when it is optional and missing)."""
+    B = rollout.batch_size
+    flag = rollout.extras.get(key)
+    if flag is None:
+        if required:
+            raise ValueError(
+                f"{who}: rollout.extras[{key!r}] is missing; the 'aepo' rollout strategy writes it (bool [B])"
+            )
+        return torch.zeros(B, dtype=torch.bool, device=rollout.mask.device)  # [B]
+    if not isinstance(flag, Tensor) or flag.shape != (B,):
+        raise ValueError(f"{who}: rollout.extras[{key!r}] must be a bool tensor [B] = [{B}]")
+    return flag.to(rollout.mask.device).bool()  # [B]
+
+
 @ADVANTAGES.register("aepo", requires=(REINFORCE_KEY,))
 def aepo(
     rollout: Rollout,
     *,
     key: str = REINFORCE_KEY,
+    overwritten_key: str = OVERWRITTEN_KEY,
     reinforce_advantage: float = 1.0,
     scale: str = "group",
     ddof: int = 1,
@@ -130,33 +152,59 @@ def aepo(
     ``reinforce_advantage``; the others get ``core.advantages.grpo`` computed over the non-regulariser rows only
     (the regulariser rows take no part in any group mean or std).
 
-    Convention choice: the code computes the GRPO advantages of the main batch *before* the regulariser rows
-    overwrite its first rows, so the surviving members of a partly overwritten group keep advantages normalised
-    with the overwritten members. Here the survivors are normalised among themselves (the rewards of overwritten
-    rows are gone). This touches at most one group per step (the paper: 1 of 512).
+    As in the code (``_compute_adv(batch)`` runs before ``concat([positives[:k], batch[k:]])``), the GRPO statistics
+    are those of the full groups of the main batch: the main rows the regulariser rows overwrite
+    (``extras[overwritten_key]`` True, written by the ``aepo`` strategy) still count in their groups' mean and std,
+    so the surviving members of a partly overwritten group keep the advantages the code gives them. The overwritten
+    rows themselves get 0 and leave the batch through the ``aepo_overwritten`` filter (filters run after the
+    advantage). Without that extra every non-regulariser row is a survivor.
 
     Args:
         key: extras key of the bool [B] regulariser flag, default ``"aepo_reinforce"`` (the ``aepo`` strategy).
+        overwritten_key: extras key of the bool [B] overwritten-row flag, default ``"aepo_overwritten"``; optional.
         reinforce_advantage: advantage of a regulariser row, paper 1.0 (the REINFORCE weight R = 1 of a correct
             sample); usually 1.
         scale, ddof, eps: GRPO options for the other rows, see ``core.advantages.grpo`` (code: group std, ddof 1,
             eps 1e-6).
 
-    Example: groups [0, 0, 0, 1], rewards [1, 0, 0, 1], flags [F, F, F, T] → GRPO over rows 0-2 gives
-    [1/√(1/3)·(2/3), ...] = [1.1547, −0.5774, −0.5774] and row 3 gets 1.
+    Example: groups [0, 0, 0, 0, 1], rewards [1, 0, 0, 0, 1], regulariser flags [F, F, F, F, T], row 0 overwritten
+    → GRPO over the full group 0 (mean 0.25, std 0.5): rows 1-3 get −0.5, row 0 gets 0 (it leaves the batch), and
+    row 4 gets 1.
+
+    >>> r = Rollout(group=torch.tensor([0, 0, 0, 0, 1]), mask=torch.ones(5, 1, dtype=torch.bool),
+    ...             reward=torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0]),
+    ...             extras={REINFORCE_KEY: torch.tensor([False, False, False, False, True]),
+    ...                     OVERWRITTEN_KEY: torch.tensor([True, False, False, False, False])})
+    >>> [round(a, 4) for a in aepo(r)[:, 0].tolist()]
+    [0.0, -0.5, -0.5, -0.5, 1.0]
     """
-    flag = rollout.extras.get(key)
-    B = rollout.batch_size
-    if flag is None:
-        raise ValueError(f"aepo: rollout.extras[{key!r}] is missing; the 'aepo' rollout strategy writes it (bool [B])")
-    if not isinstance(flag, Tensor) or flag.shape != (B,):
-        raise ValueError(f"aepo: rollout.extras[{key!r}] must be a bool tensor [B] = [{B}]")
-    flag = flag.to(rollout.mask.device).bool()  # [B]
+    flag = _flag(rollout, key, "aepo", required=True)  # [B]
+    gone = _flag(rollout, overwritten_key, "aepo", required=False) & ~flag  # [B]
     out = torch.where(
         rollout.mask, torch.full_like(rollout.reward, reinforce_advantage)[:, None], 0.0
     )  # [B, T]: REINFORCE weight 1 on every valid token of a regulariser row
-    main = ~flag  # [B]
+    main = ~flag  # [B]: the GRPO batch as sampled, overwritten rows included
     if bool(main.any()):
         sub = rollout.select(main)  # regulariser rows leave the group statistics; groups renumbered
         out[main] = grpo(sub, scale=scale, ddof=ddof, eps=eps).to(out)  # [B_main, T]
-    return out  # [B, T]
+    return torch.where(gone[:, None], torch.zeros_like(out), out)  # [B, T]: overwritten rows carry no gradient
+
+
+@FILTERS.register("aepo_overwritten", requires=(OVERWRITTEN_KEY,))
+def aepo_overwritten(rollout: Rollout, *, key: str = OVERWRITTEN_KEY) -> tuple[Tensor, dict[str, float]]:
+    """Drop the main rows AEPO's regulariser rows overwrite (arXiv 2510.08141; code ``concat([positives[:k],
+    batch[k:]])``): keep ``~extras[key]``, bool [B].
+
+    The ``aepo`` strategy keeps those rows in the rollout only so that the ``aepo`` advantage sees the full GRPO
+    groups (filters run after the advantage); they are not trained, so the batch trains on P·G rows as in the code.
+
+    Args:
+        key: extras key of the bool [B] flag, default ``"aepo_overwritten"`` (the ``aepo`` strategy writes it).
+
+    >>> r = Rollout(group=torch.tensor([0, 0]), mask=torch.ones(2, 1, dtype=torch.bool), reward=torch.zeros(2),
+    ...             extras={OVERWRITTEN_KEY: torch.tensor([True, False])})
+    >>> aepo_overwritten(r)[0].tolist()
+    [False, True]
+    """
+    gone = _flag(rollout, key, "aepo_overwritten", required=True)  # [B]
+    return ~gone, {"filter/aepo_overwritten_frac": gone.float().mean().item()}

@@ -120,12 +120,20 @@ def topk_support(logits: Tensor, tokens: Tensor, *, top_k: int) -> tuple[Tensor,
     return index, support_logits, action
 
 
+def _score(probs: Tensor, action: Tensor) -> Tensor:
+    """``v = e_a − p`` [..., K], its entry at a formed as ``Σ_{k≠a} p_k``: ``1 − p_a`` in fp32 loses every digit
+    for a confident token (p_a → 1), the usual case, while the other probabilities keep their relative precision."""
+    rest = torch.where(action, torch.zeros_like(probs), probs).sum(dim=-1, keepdim=True)  # [..., 1]
+    return torch.where(action, rest, -probs)  # [..., K]
+
+
 def capo_coefficients(probs: Tensor, action: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
     """Advantage-independent CAPO coefficients of each token: ``(lin, quad)``, each [...].
 
     With ``v = e_a − p`` and ``d = v ⊙ scale`` (the logit change per unit advantage, ``Δz = A·d``):
-    ``lin = vᵀd`` (so ``gᵀΔψ = A²·lin``) and ``quad = dᵀ(diag p − ppᵀ)d = Σ p d² − (Σ p d)²`` (so
-    ``Δzᵀ F_z Δz = A²·quad``). See the module docstring for the derivation (arXiv 2510.00819's last-layer model).
+    ``lin = vᵀd`` (so ``gᵀΔψ = A²·lin``) and ``quad = dᵀ(diag p − ppᵀ)d = Σ p (d − Σ p d)²`` (so
+    ``Δzᵀ F_z Δz = A²·quad``; computed centred, the form that stays accurate in fp32). See the module docstring
+    for the derivation (arXiv 2510.00819's last-layer model).
 
     Args:
         probs: float [..., K], the (renormalised) support probabilities. action: bool [..., K], one True per row
@@ -142,11 +150,13 @@ def capo_coefficients(probs: Tensor, action: Tensor, scale: Tensor) -> tuple[Ten
             f"capo_coefficients: probs, action and scale must have one shape, got {list(probs.shape)}, "
             f"{list(action.shape)}, {list(scale.shape)}"
         )
-    v = action.to(probs.dtype) - probs  # [..., K] score of log p_a in logit space
+    v = _score(probs, action)  # [..., K] score of log p_a in logit space
     d = v * scale  # [..., K] logit change per unit advantage
     lin = (v * d).sum(dim=-1)  # [...]
-    pd = (probs * d).sum(dim=-1)  # [...]
-    quad = ((probs * d * d).sum(dim=-1) - pd * pd).clamp(min=0.0)  # [...] a variance: >= 0 up to rounding
+    pd = (probs * d).sum(dim=-1, keepdim=True)  # [..., 1]
+    # the variance of d under p, centred first: Σpd² − (Σpd)² cancels catastrophically in fp32 for a confident
+    # token (p_a → 1 makes the mean² dominate), which put %-level errors into fisher="exact" / hessian="logp"
+    quad = (probs * (d - pd).square()).sum(dim=-1)  # [...] >= 0
     return lin, quad
 
 
@@ -245,7 +255,8 @@ def lm_head_coefficients(
         exp_avg_sq: float [V, H], Adam's second moment of ``weight`` after ``step`` steps, or None (no state).
         step, lr, betas, eps, reference_advantage: see ``step_scale``.
         temperature: the sampling temperature τ the trainer's log-probs use (> 0); default 1.
-        top_k: support size, paper default 50 (TRL's sampling top-k), usually 20 to 100; >= V is exact.
+        top_k: support size, paper default 50 (its sampling top-k: transformers' GenerationConfig default),
+            usually 20 to 100; >= V is exact.
 
     With one hidden unit h = 1, W = [[1], [−1]] (logits [1, −1]), token 0, SGD lr = 1
     (``reference_advantage=None``, no state): p = [0.8808, 0.1192], v = [0.1192, −0.1192], s = [1, 1],
@@ -270,7 +281,7 @@ def lm_head_coefficients(
     index, support_logits, action = topk_support(logits, tokens, top_k=top_k)  # [M, K+1] each
     probs = torch.softmax(support_logits / temperature, dim=-1)  # [M, K+1] tempered policy on the support
     h2 = (hidden / temperature) ** 2  # [M, H] the head acts on h / τ
-    score = action.to(probs.dtype) - probs  # [M, K+1]
+    score = _score(probs, action)  # [M, K+1] v = e_a − p
     second = None if exp_avg_sq is None else exp_avg_sq[index]  # [M, K+1, H] only the support's rows
     scale = step_scale(
         h2, score, second, lr=lr, step=step, betas=betas, eps=eps, reference_advantage=reference_advantage
@@ -348,10 +359,13 @@ def curvature_mask(
     ``reduce`` ("mean", paper code, or "sum") of the shifts of its tokens that passed, and a failing sequence
     loses all its tokens; then the batch is tested on the mean of the sequence values ("mean") or the sum over
     all remaining tokens ("sum"), and a failing batch loses every token (the trainer then skips the step).
-    Levels are applied in that order, each on what the previous one kept (the paper's ``sequential_masking``;
-    its best "CAPO-only" configuration uses the token level alone). The sequence and batch values are the
-    reductions of per-token shifts, i.e. the cross-token terms of a combined update are left out (the paper
-    recomputes them with the aggregated sentence / batch gradient).
+    Levels are applied in that order, each reducing only what the previous one kept (grpolab's choice; the paper's
+    best "CAPO-only" configuration uses the token level alone and no official recipe sets a sentence or global
+    bound). The paper's code differs in two ways: its sentence / global values are the shifts of the aggregated
+    update (the per-row mean gradient of the sentence / batch through its Adam model, so cross-token terms are in),
+    not reductions of per-token shifts; and, with ``sequential_masking`` on or off, they are computed once over
+    all valid tokens before any masking (``_compute_curvature_sequential_mask`` discards its recomputation) and
+    the batch value is the mean over every sequence, the levels' masks then being multiplied.
 
     Args:
         m_h, m_f: float [B, T], from ``shifts``. mask: bool [B, T], valid tokens.

@@ -184,8 +184,8 @@ def top_token_mask(scores: Tensor, mask: Tensor, *, ratio: float, scope: str = "
     order = torch.argsort(s, dim=1, descending=True, stable=True)  # [B, T]
     rank = torch.empty_like(order)  # [B, T]
     rank.scatter_(1, order, torch.arange(T, device=mask.device).expand(B, T))  # [B, T]: 0 = best of the row
-    k = _count(ratio, mask.sum(dim=-1))  # [B]
-    return (rank < k[:, None]) & mask  # [B, T]
+    per_row = _count(ratio, mask.sum(dim=-1))  # [B]
+    return (rank < per_row[:, None]) & mask  # [B, T]
 
 
 # ---------------------------------------------------------------------------------------------------- selector

@@ -15,13 +15,15 @@ Both entries share the POLICY_LOSSES signature (see :mod:`grpolab.core.losses`) 
 replaced by 0 with ``torch.where`` before any arithmetic (garbage or NaN there reaches neither value nor
 gradient), ``old_logp`` and ``advantages`` are constants, metrics are Python floats.
 
-Micro-batching. The trainer may call a loss on any subset of the completions of a mini-batch (mini-batches are
-random permutations of completions), so whole groups are together only with ``minibatches=1`` and
-``grad_accum=1`` (the defaults). Groups are formed from the completions present (``rollout.group`` after
-``Rollout.select``); a group split over micro-batches is compared only within each part, so the result is then
-an approximation of the full-batch loss, finite and of the same scale. Per-group terms are weighted by
+Micro-batching. The trainer calls a loss on a micro-batch of the mini-batch and passes the mini-batch's counts
+(``num_seqs``, ``num_tokens``). The presets set the trainer option ``minibatch_groups=True``, so every mini- and
+micro-batch holds whole prompt groups, whatever ``minibatches`` and ``grad_accum``. Without it (the trainer's
+default splits by completions) a group may be split; groups are formed from the completions present
+(``rollout.group`` after ``Rollout.select``), a split group is compared only within each part, and the result is
+then an approximation of the full-batch loss, finite and of the same scale. Per-group terms are weighted by
 ``n_g / num_seqs`` (``n_g`` the completions of the group present), so with whole groups of equal size G the
-micro-batch losses sum to the mean over prompts of the mini-batch, as in both papers.
+micro-batch losses sum to the mean over prompts of the mini-batch, as in both papers (with unequal groups, e.g.
+after a filter, a group weighs by its size).
 
 >>> import torch
 >>> from grpolab.core.types import Rollout
@@ -158,8 +160,10 @@ def disco(
     Constraint KL(π_old‖π_θ) ≤ δ (the paper's trust region), KL = token mean over the mini-batch of
     ``old_logp − logp`` (``kl_estimator="k1"``, the code's ``kl`` type; ``"k3"`` is its ``low_var_kl``:
     ρ − 1 − log ρ). Penalty, as the official code implements it: ``sg(β·[KL − δ]_+) · KL`` (sg = stop-gradient).
-    Its gradient is that of the paper's squared hinge ``(β/2)·[KL − δ]_+²``; its value is the code's (the
-    returned loss and the ``kl_penalty`` metric are sg(β[KL−δ]_+)·KL, ``kl_hinge`` reports (β/2)[KL−δ]_+²).
+    Its gradient is that of the squared hinge ``(β/2)·[KL − δ]_+²`` (the paper's penalty is a squared hinge
+    weighted by β; the factor ½ is how the code's β = 1e3 acts, and it is kept so that β means what it means in
+    the official scripts); its value is the code's (the returned loss and the ``kl_penalty`` metric are
+    sg(β[KL−δ]_+)·KL, ``kl_hinge`` reports (β/2)[KL−δ]_+²).
     Micro-batching: the KL inside the penalty is ``Σ_micro kl_t / num_tokens`` (global count), so micro-batch
     penalties sum to the mini-batch one as long as the coefficient is the same in each; the coefficient
     β[KL − δ]_+ is estimated from the micro-batch's own token mean. When the hinge is inactive everywhere the
@@ -316,7 +320,8 @@ def reg_grpo(
     by the normalisation at that step, as in the paper.
 
     Micro-batching: the normalisation uses the completions of each group present in this call; with whole
-    groups (``minibatches=1``, ``grad_accum=1``) micro-batch losses sum to the mini-batch loss exactly.
+    groups (the preset's ``minibatch_groups=True``, or ``minibatches=1`` and ``grad_accum=1``) micro-batch losses
+    sum to the mini-batch loss exactly.
 
     Args:
         logp: current log-probs, float [B, T], carries the gradient.

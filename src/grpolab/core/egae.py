@@ -102,12 +102,14 @@ def egae_advantage(
     """
     if rollout.value is None:
         raise ValueError("egae: rollout.value is None; EGAE needs critic values [B, T] (a preset with value_loss)")
+    truncated = rollout.truncated
+    assert truncated is not None  # Rollout fills it (all False) when not given
     tok_reward = rollout.reward
     if not truncated_reward:
         # an unfinished response has not been rewarded yet: only its dense token rewards count
-        tok_reward = torch.where(rollout.truncated, torch.zeros_like(tok_reward), tok_reward)  # [B]
+        tok_reward = torch.where(truncated, torch.zeros_like(tok_reward), tok_reward)  # [B]
     tok = outcome_token_rewards(rollout, tok_reward)  # [B, T]
-    adv, _ = egae(tok, rollout.value, rollout.mask, rollout.truncated, gamma=gamma, lam=lam)  # [B, T]
+    adv, _ = egae(tok, rollout.value, rollout.mask, truncated, gamma=gamma, lam=lam)  # [B, T]
     trained = rollout.mask  # [B, T]
     if prefix_key is not None and prefix_key in rollout.extras:
         prefix = rollout.extras[prefix_key].to(rollout.mask.device).long()  # [B]
@@ -124,7 +126,9 @@ def egae_advantage(
 
 # ---------------------------------------------------------------------------------------------- windows
 def window_length(max_len: int, *, window: float) -> int:
-    """Tokens a response may advance per step: ``max(1, round(window · max_len))`` (T-PPO's window l).
+    """Tokens a response may advance per step: ``max(1, min(max_len, round(window · max_len)))`` (T-PPO's window l).
+
+    ``round`` is Python's: a half rounds to the even neighbour (``round(2.5) = 2``, ``round(1.5) = 2``).
 
     Args:
         max_len: the generation limit of a whole response (the run's max_new_tokens).

@@ -10,10 +10,11 @@
 Both losses share the POLICY_LOSSES signature and conventions of :mod:`grpolab.core.losses` (padding replaced by 0
 with ``torch.where`` before any arithmetic; ``old_logp``, ``ref_logp`` and rewards are constants).
 
-Micro-batching. Pairs are formed only among the completions present in a call. With ``minibatches=1`` and
-``grad_accum=1`` (the trainer defaults) every group is whole; otherwise mini-batches are random permutations of
-completions and a group may be split, in which case the pairs across parts are lost: the loss stays finite and of
-the same scale, but is then an approximation of the full-batch loss.
+Micro-batching. Pairs are formed only among the completions present in a call. The presets set the trainer option
+``minibatch_groups=True``, so every mini- and micro-batch holds whole prompt groups and no pair is lost. Without it
+(the trainer's default splits by completions) a group is whole only with ``minibatches=1`` and ``grad_accum=1``;
+otherwise a group may be split, the pairs across parts are lost, and the loss, still finite and of the same
+scale, is an approximation of the full-batch loss.
 
 >>> import torch
 >>> from grpolab.core.types import Rollout
@@ -138,15 +139,16 @@ def trpa(
     with the pair terms into one mean; ``"none"`` drops such completions.
 
     Trust region (TRPA's change to DPO-style online training): ``tr_coef · KL(π_θ‖π_old)`` with the per-token
-    low-variance k3 estimator, x = old_logp − logp, k3 = eˣ − x − 1 (verl's ``low_var_kl``, unclamped here),
+    low-variance k3 estimator, x = old_logp − logp, k3 = eˣ − x − 1 (verl's ``low_var_kl``; the official code
+    clamps each token's k3 to [−10, 10], which acts only on tokens with k3 > 10; unclamped here, the plain KL),
     aggregated with ``aggregation`` (the preset uses ``token_mean``, the code's masked mean) and the trainer's
     counts. The code's optional sqrt(KL + 0.25) form is not implemented. The reference KL is only logged
     (``ref_kl``), as in the code's TRPA mode.
 
     Micro-batching: the pair mean is scaled by B_local / ``num_seqs``, so micro-batch losses add up to the pair mean
-    of the mini-batch when it is one call (``minibatches=1``, ``grad_accum=1``: every group whole) and to a
-    size-weighted average of per-micro-batch means otherwise (as verl's division by the accumulation steps). The KL
-    term sums exactly.
+    of the mini-batch when the mini-batch is one call (``grad_accum=1``) and to a size-weighted average of
+    per-micro-batch pair means otherwise (as verl's division by the accumulation steps); with the preset's
+    ``minibatch_groups=True`` no pair is split across calls. The KL term sums exactly.
 
     Args:
         logp: current log-probs, float [B, T], carries the gradient.

@@ -54,8 +54,8 @@ def _check_token_pair(name: str, mask: Tensor, **tensors: Tensor) -> None:
         raise ValueError(f"{name}: mask must be bool [B, T], got {got}")
     for key, x in tensors.items():
         if not isinstance(x, Tensor) or x.shape != mask.shape:
-            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name}: {key} must be [B, T] = {list(mask.shape)} like mask, got {got}")
+            found = str(list(x.shape)) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name}: {key} must be [B, T] = {list(mask.shape)} like mask, got {found}")
 
 
 def _check_eps(name: str, eps: float) -> None:

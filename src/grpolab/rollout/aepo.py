@@ -11,7 +11,13 @@ from dataclasses import replace
 
 import torch
 
-from grpolab.core.aepo import REINFORCE_KEY, choose_temperature, regularizer_count, select_positives
+from grpolab.core.aepo import (
+    OVERWRITTEN_KEY,
+    REINFORCE_KEY,
+    choose_temperature,
+    regularizer_count,
+    select_positives,
+)
 from grpolab.core.stats import masked_mean
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
 
@@ -41,13 +47,17 @@ def aepo(
        completions each (code: ``gen_batch[: len // 4]``, ``n = rollout.n``), scored by the task.
     3. Keep those with GRPO advantage > ``threshold`` (:func:`~grpolab.core.aepo.select_positives`), the first
        k = :func:`~grpolab.core.aepo.regularizer_count` of them in sampling order.
-    4. They overwrite the first k rows of the main batch (code: ``concat([positives[:k], batch[k:]])``), so the
-       batch size stays P·G; they are flagged in ``extras["aepo_reinforce"]`` (bool [N]) and the ``aepo``
-       advantage gives them 1. They get group ids of their own (no group statistics are shared with the main rows).
-       The regulariser rows are placed after the kept main rows (the order of rows in a batch carries no meaning).
-    5. Measure H for the next step on the final batch with the current policy (``ctx.token_outputs``, one forward
-       pass without gradient) and store it in ``state["entropy"]``: the code uses ``actor/entropy_loss`` of the
-       update, i.e. the entropy of this policy on this step's training batch, read at the next step.
+    4. They overwrite the first k rows of the main batch (code: ``concat([positives[:k], batch[k:]])``): they are
+       appended, flagged in ``extras["aepo_reinforce"]`` (bool), and the ``aepo`` advantage gives them 1; they get
+       group ids of their own (no group statistics are shared with the main rows). The k overwritten main rows stay
+       in the returned batch, flagged in ``extras["aepo_overwritten"]``, because the code computes the GRPO
+       advantages of the batch before the overwrite: the ``aepo`` advantage counts them in their groups' statistics
+       and the ``aepo_overwritten`` filter then drops them, so P·G rows are trained as in the code (a preset using
+       this strategy needs that filter). Rows: the P·G main rows in order, then the k regulariser rows.
+    5. Measure H for the next step on the training rows (all but the overwritten ones) with the current policy
+       (``ctx.token_outputs``, one forward pass without gradient) and store it in ``state["entropy"]``: the code
+       uses ``actor/entropy_loss`` of the update, i.e. the entropy of this policy on this step's training batch,
+       read at the next step.
 
     Why the previous step's entropy and not one measured on the current batch before choosing T: it is what the
     code does (the paper's H(π_θold) is read from the last update's metrics), and the state then carries the
@@ -85,8 +95,9 @@ def aepo(
     k = min(regularizer_count(len(positives), entropy=entropy, target=target, limit=reinforce_sample_num), sampled.size)
     N = sampled.size
     device = sampled.group.device
-    main = sampled.take(torch.arange(k, N, device=device))  # AEPO: the regulariser rows overwrite the first k
-    main = replace(main, extras={**main.extras, REINFORCE_KEY: torch.zeros(N - k, dtype=torch.bool, device=device)})
+    gone = torch.arange(N, device=device) < k  # [N]: AEPO: the regulariser rows overwrite the first k main rows
+    flags = {REINFORCE_KEY: torch.zeros(N, dtype=torch.bool, device=device), OVERWRITTEN_KEY: gone}
+    main = replace(sampled, extras={**sampled.extras, **flags})  # all P·G rows: the GRPO groups stay whole
     reg = extra.take(positives[:k])
     reg = replace(
         reg,
@@ -98,8 +109,9 @@ def aepo(
     out = main.append(reg, ctx.pad_id, fill=fill)  # reg's prompt_index points at rows[:q] = the same prompts
     out = replace(out, group=torch.unique(out.group, return_inverse=True)[1])  # ids 0..P'-1, every one present
 
-    logp, ent = ctx.token_outputs(out.gen)  # [N, T] each, current policy, no gradient
-    mask = out.gen.completion_mask.to(logp.device)  # [N, T]
+    trained = out.take(torch.arange(k, N + k, device=device))  # the P·G rows the update sees (code: entropy_batch)
+    logp, ent = ctx.token_outputs(trained.gen)  # [N, T] each, current policy, no gradient
+    mask = trained.gen.completion_mask.to(logp.device)  # [N, T]
     measured = masked_mean(-logp if entropy_estimator == "sampled" else ent, mask).item()
     state["entropy"] = measured  # read by the next step (code: entropy = metrics["actor/entropy_loss"])
     state["temperature"] = temperature

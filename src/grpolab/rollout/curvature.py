@@ -38,17 +38,19 @@ def capo_curvature(
     with amsgrad), its ``step`` count, the group's betas and eps, and the group's ``lr`` (the scheduler's rate
     for the coming step). Before the first optimizer step the state is empty: Adam's first step (or SGD,
     ``P = lr``, with ``reference_advantage=None``, the paper code's fallback). A frozen head (LoRA) has no state
-    and keeps that first-step model. Weight decay is left out. The head is assumed linear (``logits = W h``):
-    this is checked once per call on the last position of the first rows, and a model whose logits differ
-    (a logit scale, soft-capping) is refused.
+    and keeps that first-step model. Weight decay is left out. With tied input/output embeddings the second
+    moment read is that of the shared matrix, so it also holds the input-embedding gradient. The head is assumed
+    linear (``logits = W h``): this is checked once per call on the last position of the first rows, and a model
+    whose logits differ (a logit scale, soft-capping) is refused.
 
     Cost: one extra no-gradient forward pass of the policy (``forward_rows`` completions at a time, only the last
     position's logits), then per ``chunk_size`` tokens one [chunk, V] logit product for the top-k and
     [chunk, k+1, H] elementwise step sizes of the support rows.
 
     Args:
-        top_k: support of the curvature model, paper default 50 (the rollout's top-k: TRL GRPOConfig's default,
-            which the paper's recipes keep), usually 20 to 100; >= V models the whole vocabulary exactly.
+        top_k: support of the curvature model, paper default 50 (the rollout's top-k: transformers'
+            GenerationConfig default, which the paper's trainer keeps), usually 20 to 100; >= V models the whole
+            vocabulary exactly.
         reference_advantage: |A| at which the token's own gradient enters Adam's second moment (default 1, the
             scale of a normalised advantage); None: the stored second moment only (see ``step_scale``).
         chunk_size: tokens per chunk (bounds the [chunk, V] and [chunk, k+1, H] memory), default 256.
