@@ -198,3 +198,16 @@ def test_a_finished_run_is_not_overwritten_by_a_new_one_with_the_same_name(tmp_p
     Trainer(config).run()
     with pytest.raises(FileExistsError, match="--resume"):
         Trainer(config)
+
+
+def test_presets_with_other_rollout_sampling_are_evaluated_alike(tmp_path):
+    # grpo_llds samples rollouts with top_p 0.95; evaluation keeps its own settings (plain sampling by default),
+    # so two presets on the same model and seed start from the same held-out score.
+    plain = Trainer(resolve(None, {**TINY, "algo": "grpo", "output_dir": str(tmp_path), "name": "a"}))
+    nucleus = Trainer(resolve(None, {**TINY, "algo": "grpo_llds", "output_dir": str(tmp_path), "name": "b"}))
+    assert nucleus.config.top_p == 0.95 and nucleus.config.eval_top_p == 1.0
+    assert plain.evaluate() == nucleus.evaluate()
+    narrowed = Trainer(resolve(None, {**TINY, "eval_top_p": 0.5, "output_dir": str(tmp_path), "name": "c"}))
+    assert narrowed.evaluate() != plain.evaluate()
+    with pytest.raises(ValueError, match="eval-top-p"):
+        resolve(None, {**TINY, "eval_top_p": 0.0})

@@ -27,5 +27,11 @@ PRESET = Preset(
     "of a response completed this step (the trainer's value mask is the loss mask before mask_prefix), against "
     "standard GAE λ-returns computed with the current critic; tokens of unfinished rows count 0 in the value loss "
     "but stay in its token normaliser (value_loss finished_only). The EGAE advantages are whitened over this step's "
-    "window tokens (as the gae entry; the paper's normalisation was not recovered).",
+    "window tokens (as the gae entry; the paper's normalisation was not recovered). Measured on tiny-arith "
+    "(max_new_tokens 8, so l = 2): answers of 3 tokens span two windows, and the bootstrap V(s_l) := V(s_{l-1}) "
+    "gives the last token of every unfinished window a zero advantage, so the second digit of an answer never gets "
+    "a policy gradient: held-out accuracy falls (benchmarks/methods.py); with --rollout '[{name: windows, params: "
+    "{window: 0.5}}]' answers end inside one window and T-PPO tracks PPO (window 1.0 reproduces the ppo preset "
+    "exactly). On CPU with 8-token answers the update dominates the step, so the windows cost time instead of "
+    "saving it: T-PPO's gain is generation time on long responses.",
 )

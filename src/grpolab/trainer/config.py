@@ -94,6 +94,10 @@ class TrainConfig:
     eval_prompts: int = opt(500, "held-out prompts per evaluation (the built-in arith task holds out 500)")
     eval_samples: int = opt(1, "samples per held-out prompt (pass@1 is their mean accuracy; pass@k for k <= this)")
     eval_temperature: float = opt(1.0, "sampling temperature of evaluation (0 = greedy)")
+    eval_top_p: float = opt(
+        1.0, "nucleus threshold of evaluation (default 1: every preset is evaluated with the same plain sampling)"
+    )
+    eval_top_k: int = opt(0, "top-k truncation of evaluation (0 = off)")
     save_every: int = opt(50, "checkpoint every N steps (0 = only at the end)")
     keep_checkpoints: int = opt(2, "checkpoints kept on disk (older ones are deleted)")
     progress: bool = opt(True, "show a progress bar")
@@ -208,10 +212,11 @@ def validate(config: TrainConfig) -> None:
     for name in ("learning_rate", "temperature"):
         if not isinstance(getattr(config, name), (int, float)) or getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)!r}")
-    if not 0 < config.top_p <= 1:
-        raise ValueError(f"--top-p must be in (0, 1], got {config.top_p}")
-    if config.eval_temperature < 0 or config.max_grad_norm < 0 or config.weight_decay < 0 or config.top_k < 0:
-        raise ValueError("--eval-temperature, --max-grad-norm, --weight-decay and --top-k must be >= 0")
+    for name in ("top_p", "eval_top_p"):
+        if not 0 < getattr(config, name) <= 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(config, name)}")
+    if config.eval_temperature < 0 or config.max_grad_norm < 0 or config.weight_decay < 0 or min(config.top_k, config.eval_top_k) < 0:
+        raise ValueError("--eval-temperature, --max-grad-norm, --weight-decay, --top-k and --eval-top-k must be >= 0")
     batch = config.num_prompts if config.minibatch_groups else config.num_prompts * config.num_generations
     if batch < config.minibatches * config.grad_accum:
         raise ValueError(
