@@ -215,7 +215,8 @@ def validate(config: TrainConfig) -> None:
     for name in ("top_p", "eval_top_p"):
         if not 0 < getattr(config, name) <= 1:
             raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(config, name)}")
-    if config.eval_temperature < 0 or config.max_grad_norm < 0 or config.weight_decay < 0 or min(config.top_k, config.eval_top_k) < 0:
+    nonnegative = (config.eval_temperature, config.max_grad_norm, config.weight_decay, config.top_k, config.eval_top_k)
+    if min(nonnegative) < 0:
         raise ValueError("--eval-temperature, --max-grad-norm, --weight-decay, --top-k and --eval-top-k must be >= 0")
     batch = config.num_prompts if config.minibatch_groups else config.num_prompts * config.num_generations
     if batch < config.minibatches * config.grad_accum:
