@@ -138,3 +138,26 @@ def test_shared_prefill_generates_what_a_plain_generate_does(greedy):
     assert torch.equal(outs[0].completion_ids, outs[1].completion_ids)
     assert torch.equal(outs[0].completion_mask, outs[1].completion_mask)
     assert outs[0].texts == outs[1].texts
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_groups_of_unequal_size_share_the_prefill_exactly(greedy):
+    """One G per prompt (samplers that allocate rollouts): rows follow the counts, and the shared prompt cache
+    gives the completions a plain generate of the repeated prompts gives."""
+    model, tok = random_tiny_model(seed=6)
+    prompts = ["1+1=", "99-12=", "7+70="]
+    counts = [3, 1, 2]
+    outs = []
+    for share in (False, True):
+        torch.manual_seed(7)
+        engine = HFEngine(tok, max_new_tokens=5, share_prefill=share)
+        outs.append(engine.generate(model, prompts, num_generations=counts, greedy=greedy))
+    assert outs[1].prompt_index.tolist() == [0, 0, 0, 1, 2, 2]
+    assert torch.equal(outs[0].completion_ids, outs[1].completion_ids) and outs[0].texts == outs[1].texts
+    torch.manual_seed(7)
+    flat = HFEngine(tok, max_new_tokens=5, share_prefill=False).generate(
+        model, [p for p, c in zip(prompts, counts, strict=True) for _ in range(c)], num_generations=1, greedy=greedy
+    )
+    assert torch.equal(flat.completion_ids, outs[0].completion_ids)
+    with pytest.raises(ValueError, match=">= 1"):
+        HFEngine(tok, max_new_tokens=5).generate(model, prompts, num_generations=[1, 0, 2])

@@ -207,3 +207,41 @@ def test_a_crash_saves_the_part_state_the_failed_step_started_with(tmp_path):
     saved = checkpoint.load_latest(tmp_path / "run" / "checkpoints")
     assert saved["step"] == 2
     assert saved["part_state"] == {"shaping.0._fail_on_third_call_for_test": {"calls": 2}}
+
+
+# ----------------------------------------------------------------------------------- prompt samplers
+def test_dynamic_sampling_fills_the_batch_with_groups_that_carry_signal(tmp_path):
+    t = trainer(
+        tmp_path,
+        model="tiny-arith",
+        task="arith",
+        num_prompts=4,
+        num_generations=4,
+        sampler="dynamic",
+        sampler_args={"max_rounds": 5, "oversample": 2.0},
+    )
+    batch = t.rollout_batch()
+    r = batch.rollout
+    kept = int(batch.metrics["sampler/kept_groups"])
+    assert 1 <= kept <= 4 and r.num_groups == kept and r.batch_size == 4 * kept
+    assert 1 <= batch.metrics["sampler/rounds"] <= 5
+    assert batch.metrics["sampler/groups_generated"] >= 8 * 1  # 2 x the 4 missing groups in the first round
+    for g in range(r.num_groups):
+        acc = r.reward[r.group == g]  # arith: the reward is the accuracy
+        assert acc.max() > acc.min()  # neither all correct nor all wrong
+    assert torch.isfinite(torch.tensor(t.update(batch)["loss"]))
+
+
+def test_dynamic_sampling_out_of_rounds_trains_on_the_last_round(tmp_path):
+    never = {"max_rounds": 2, "oversample": 1.0, "tol": 5.0}  # no group can have a spread above 5
+    t = trainer(tmp_path, model="tiny-arith", task="arith", num_prompts=2, sampler="dynamic", sampler_args=never)
+    batch = t.rollout_batch()
+    assert batch.metrics["sampler/rounds"] == 2 and batch.metrics["sampler/kept_groups"] == 0
+    assert batch.rollout.num_groups == 2 and batch.rollout.batch_size == 2 * t.config.num_generations
+
+
+def test_unknown_samplers_and_arguments_fail_before_any_work():
+    with pytest.raises(ValueError, match="unknown sampler"):
+        resolve(None, {**TINY, "sampler": "vad"})
+    with pytest.raises(ValueError, match="sampler-args"):
+        resolve(None, {**TINY, "sampler": "dynamic", "sampler_args": {"rounds": 3}})

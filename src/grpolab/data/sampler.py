@@ -1,18 +1,57 @@
-"""Prompt samplers: which prompts are rolled out next. ``uniform`` is the default (issue 5 adds the rest)."""
+"""Prompt samplers: which prompts are rolled out next, how many completions each gets, and which groups of a
+round enter the batch.
+
+The protocol a trainer drives (one training step may take several generation rounds)::
+
+    request = sampler.request(num_prompts, num_generations)      # rows + a G per row (groups may differ)
+    ... generate and score request.num_generations[i] completions of each request.rows[i] ...
+    keep = sampler.observe(request.rows, rewards, accuracies)    # one tensor per group; -> keep flags per group
+    # repeat while fewer than num_prompts groups are kept and rounds < sampler.max_rounds
+
+``state_dict`` / ``load_state_dict`` carry everything a resumed run needs. ``SAMPLERS`` maps a name to a factory
+``fn(num_rows, *, seed, **hparams)``; ``uniform`` is the default.
+"""
 
 from __future__ import annotations
 
+import math
 import random
+from dataclasses import dataclass
 from typing import Any
+
+from torch import Tensor
+
+from grpolab.core.registry import Registry
+
+SAMPLERS = Registry("sampler")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to roll out next: task row indices and the number of completions of each (>= 1)."""
+
+    rows: list[int]
+    num_generations: list[int]
+
+    def __post_init__(self) -> None:
+        if len(self.rows) != len(self.num_generations) or not self.rows:
+            raise ValueError("a sampler request needs one num_generations per row and at least one row")
+        if min(self.num_generations) < 1:
+            raise ValueError(f"num_generations must be >= 1 per row, got {self.num_generations}")
 
 
 class UniformSampler:
-    """Every training row once per epoch, in a seeded random order; the state survives checkpoints.
+    """Every training row once per epoch, in a seeded random order, G completions each; one round per step,
+    every group kept. The state survives checkpoints.
 
     >>> s = UniformSampler(5, seed=0)
     >>> sorted(s.next(5)) == [0, 1, 2, 3, 4]
     True
+    >>> s.request(2, 4).num_generations
+    [4, 4]
     """
+
+    max_rounds = 1
 
     def __init__(self, num_rows: int, *, seed: int = 0) -> None:
         if num_rows < 1:
@@ -36,9 +75,72 @@ class UniformSampler:
             self._pos += 1
         return out
 
+    def request(self, num_prompts: int, num_generations: int) -> Request:
+        """The next ``num_prompts`` rows, ``num_generations`` completions each."""
+        return Request(self.next(num_prompts), [num_generations] * num_prompts)
+
+    def observe(self, rows: list[int], rewards: list[Tensor], accuracies: list[Tensor]) -> list[bool]:
+        """Every group is kept."""
+        return [True] * len(rows)
+
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self._rng.getstate(), "order": list(self._order), "pos": self._pos, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng.setstate(state["rng"])
         self._order, self._pos, self.epoch = list(state["order"]), state["pos"], state["epoch"]
+
+
+class DynamicSampler(UniformSampler):
+    """DAPO's dynamic sampling (DAPO, arXiv 2503.14476, §3.2 and Algorithm 1): keep generating and drop every group
+    whose completions are all correct or all wrong, until the batch holds ``num_prompts`` groups or
+    ``max_rounds`` rounds were generated; groups beyond the batch size are discarded.
+
+    Args:
+        max_rounds: generation rounds per training step at most (verl's ``max_num_gen_batches``, 10 in the DAPO
+            recipe; usually 3 to 20). When the rounds run out the batch is what was kept (the trainer falls back to
+            the last round when nothing was).
+        oversample: prompts generated per round as a multiple of the groups still missing (DAPO's generation batch
+            1536 for 512 training prompts: 3; usually 1 to 4).
+        objective: ``"accuracy"`` (the paper: "accuracy equal to 1 or 0") or ``"reward"`` (any equal rewards).
+        tol: a group is kept when max − min of its values exceeds ``tol`` (default 0: exact equality).
+
+    >>> import torch
+    >>> s = DynamicSampler(10, seed=0)
+    >>> s.observe([0, 1, 2], [torch.zeros(2)] * 3, [torch.tensor([1., 1.]), torch.tensor([0., 1.]), torch.zeros(2)])
+    [False, True, False]
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        *,
+        seed: int = 0,
+        max_rounds: int = 10,
+        oversample: float = 3.0,
+        objective: str = "accuracy",
+        tol: float = 0.0,
+    ) -> None:
+        super().__init__(num_rows, seed=seed)
+        if not isinstance(max_rounds, int) or max_rounds < 1:
+            raise ValueError(f"dynamic sampler: max_rounds must be a positive integer, got {max_rounds!r}")
+        if not oversample >= 1:
+            raise ValueError(f"dynamic sampler: oversample must be >= 1, got {oversample!r}")
+        if objective not in ("accuracy", "reward"):
+            raise ValueError(f"dynamic sampler: objective must be 'accuracy' or 'reward', got {objective!r}")
+        self.max_rounds = max_rounds
+        self.oversample = float(oversample)
+        self.objective = objective
+        self.tol = float(tol)
+
+    def request(self, num_prompts: int, num_generations: int) -> Request:
+        k = math.ceil(self.oversample * num_prompts)
+        return Request(self.next(k), [num_generations] * k)
+
+    def observe(self, rows: list[int], rewards: list[Tensor], accuracies: list[Tensor]) -> list[bool]:
+        values = accuracies if self.objective == "accuracy" else rewards
+        return [bool(v.numel() > 1 and (v.max() - v.min()).item() > self.tol) for v in values]
+
+
+SAMPLERS.add("uniform", UniformSampler)
+SAMPLERS.add("dynamic", DynamicSampler)

@@ -7,6 +7,7 @@ or at ``max_new_tokens`` (then ``truncated``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,12 +132,13 @@ class HFEngine:
         model: Any,
         prompts: list[Any],
         *,
-        num_generations: int,
+        num_generations: int | Sequence[int],
         greedy: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
     ) -> Generation:
-        """G completions of each prompt, sampled together (or greedy decodes when ``greedy``).
+        """G completions of each prompt, sampled together (or greedy decodes when ``greedy``). ``num_generations``
+        is one G for every prompt or one per prompt (groups of unequal size).
 
         ``temperature`` and ``max_new_tokens`` override the engine's settings for this call."""
         unique_ids, unique_mask = self.encode(prompts)  # [P, Lp]
@@ -158,7 +160,7 @@ class HFEngine:
         unique_ids: Tensor,
         unique_mask: Tensor,
         *,
-        num_generations: int,
+        num_generations: int | Sequence[int],
         greedy: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
@@ -169,8 +171,13 @@ class HFEngine:
         if limit < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {limit}")
         device = unique_ids.device
-        prompt_ids = unique_ids.repeat_interleave(num_generations, dim=0)  # [N, Lp]
-        prompt_mask = unique_mask.repeat_interleave(num_generations, dim=0)  # [N, Lp]
+        P = unique_ids.shape[0]
+        counts = torch.as_tensor(num_generations, dtype=torch.long, device=device).expand(P)  # [P]
+        if bool((counts < 1).any()):
+            raise ValueError(f"num_generations must be >= 1 for every prompt, got {counts.tolist()}")
+        source = torch.arange(P, device=device).repeat_interleave(counts)  # [N]: the prompt of each row
+        prompt_ids = unique_ids[source]  # [N, Lp]
+        prompt_mask = unique_mask[source]  # [N, Lp]
         sample = not greedy and temperature > 0
         kwargs: dict[str, Any] = dict(
             max_new_tokens=limit,
@@ -186,8 +193,8 @@ class HFEngine:
             kwargs.update(stop_strings=self.stop, tokenizer=self.tokenizer)
         was_training = model.training
         model.eval()
-        if self.share_prefill and num_generations > 1 and prompt_ids.shape[1] > 1:
-            kwargs[cache_argument(model)] = self._prefill(model, unique_ids, unique_mask, num_generations)
+        if self.share_prefill and len(source) > P and prompt_ids.shape[1] > 1:
+            kwargs[cache_argument(model)] = self._prefill(model, unique_ids, unique_mask, source)
         out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), **kwargs)  # [N, Lp + T']
         model.train(was_training)
         completion = out[:, prompt_ids.shape[1] :]  # [N, T']
@@ -197,7 +204,6 @@ class HFEngine:
         texts = self.decode(completion, mask)
         stopped = torch.tensor([any(s in t for s in self.stop) for t in texts], dtype=torch.bool, device=device)
         truncated = ~ended & ~stopped & (mask.sum(-1) >= limit)  # [N]
-        P = unique_ids.shape[0]
         return Generation(
             prompt_ids=prompt_ids,
             prompt_mask=prompt_mask,
@@ -205,7 +211,7 @@ class HFEngine:
             completion_mask=mask,
             truncated=truncated,
             texts=texts,
-            prompt_index=torch.arange(P, device=device).repeat_interleave(num_generations),  # [N]
+            prompt_index=source,  # [N]
         )
 
     def decode(self, completion: Tensor, mask: Tensor) -> list[str]:
@@ -282,9 +288,10 @@ class HFEngine:
         return out, given
 
     @staticmethod
-    def _prefill(model: Any, ids: Tensor, mask: Tensor, repeats: int) -> Any:
-        """The KV cache of each distinct prompt but its last token, computed once and repeated for its G samples;
-        ``generate`` then runs only the last prompt token and the new ones per sample."""
+    def _prefill(model: Any, ids: Tensor, mask: Tensor, source: Tensor) -> Any:
+        """The KV cache of each distinct prompt but its last token, computed once and copied to its samples
+        (``source`` long [N]: the prompt of each row); ``generate`` then runs only the last prompt token and the new
+        ones per sample."""
         from transformers import DynamicCache
 
         cache = DynamicCache(config=getattr(model, "config", None))
@@ -297,7 +304,7 @@ class HFEngine:
             logits_to_keep=1,
             **{cache_argument(model): cache},
         )
-        cache.batch_repeat_interleave(repeats)  # [P, ...] -> [P * G, ...], rows in the order of repeat_interleave
+        cache.batch_select_indices(source)  # [P, ...] -> [N, ...]: row n holds the cache of prompt source[n]
         return cache
 
     def _completion_mask(self, completion: Tensor) -> tuple[Tensor, Tensor]:

@@ -97,6 +97,16 @@ class Sampled:
         )
 
 
+def extend(first: Sampled, other: Sampled, pad_id: int) -> Sampled:
+    """Completions of two sets of task rows in one batch (a sampler's generation rounds): ``other``'s rows are
+    appended to ``first``'s and its prompt indices and groups shifted past ``first``'s."""
+    shift_rows = len(first.rows)
+    shift_groups = int(first.group.max()) + 1 if first.size else 0
+    gen = replace(other.gen, prompt_index=other.gen.prompt_index + shift_rows)
+    moved = replace(other, rows=first.rows, gen=gen, group=other.group + shift_groups)
+    return replace(first.append(moved, pad_id), rows=[*first.rows, *other.rows])
+
+
 def _take(value: Any, index: Tensor, n: int) -> Any:
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n:
         return value[index]

@@ -17,6 +17,7 @@ import yaml
 
 from grpolab.algorithms import PRESETS, Part, Preset
 from grpolab.core.aggregation import AGGREGATIONS
+from grpolab.data.sampler import SAMPLERS
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
@@ -57,6 +58,12 @@ class TrainConfig:
     selectors: list | None = opt(None, "replace the preset's token/sample selectors (same format)")
     rollout: list | None = opt(None, "replace the preset's rollout strategies (same format), e.g. [greedy_baseline]")
     # ------------------------------------------------------------------ rollout
+    sampler: str = opt(
+        "uniform",
+        "prompt sampler: uniform (each row once per epoch) or dynamic (DAPO: regenerate until "
+        "num_prompts groups are neither all correct nor all wrong)",
+    )
+    sampler_args: dict = opt({}, "hyper-parameters of the sampler, e.g. {max_rounds: 10, oversample: 3} for dynamic")
     num_prompts: int = opt(16, "prompts per step P (usually 8 to 512)")
     num_generations: int = opt(8, "completions per prompt G (GRPO paper 64; usually 4 to 16)")
     max_new_tokens: int = opt(8, "generation limit per completion; also Dr. GRPO's constant and DAPO's L_max")
@@ -228,6 +235,10 @@ def validate(config: TrainConfig) -> None:
     if config.aggregation is not None and config.aggregation not in AGGREGATIONS:
         AGGREGATIONS[config.aggregation]
     config.preset()  # unknown parts or hyper-parameters raise here
+    try:
+        SAMPLERS[config.sampler](1, seed=0, **config.sampler_args)  # unknown samplers or arguments raise here
+    except TypeError as e:
+        raise ValueError(f"--sampler-args: {e}") from None
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

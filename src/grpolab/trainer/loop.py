@@ -17,7 +17,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,11 @@ from grpolab.core.shaping import SHAPING
 from grpolab.core.stats import masked_mean
 from grpolab.core.types import Rollout
 from grpolab.data import TASKS, Task
-from grpolab.data.sampler import UniformSampler
+from grpolab.data.sampler import SAMPLERS
 from grpolab.models.policy import load_policy
 from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend
 from grpolab.trainer import checkpoint
 from grpolab.trainer.config import TrainConfig, to_dict
 from grpolab.trainer.logprob import ValueHead, completion_outputs
@@ -103,7 +103,7 @@ class Trainer:
         )
         total_updates = config.steps * config.num_iterations * config.minibatches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, total_updates))
-        self.sampler = UniformSampler(len(self.task.train), seed=config.seed)
+        self.sampler = SAMPLERS[config.sampler](len(self.task.train), seed=config.seed, **config.sampler_args)
         self.engine = HFEngine(
             self.tokenizer,
             max_new_tokens=config.max_new_tokens,
@@ -179,16 +179,7 @@ class Trainer:
 
     def rollout_batch(self) -> Batch:
         """Sample prompts, generate, score, and turn the result into advantages (no gradient)."""
-        config = self.config
-        rows = [self.task.train[i] for i in self.sampler.next(config.num_prompts)]
-        t0 = time.perf_counter()
-        sampled = self._sample(rows, config.num_generations)
-        gen_time = time.perf_counter() - t0
-        metrics: dict[str, float] = {**sampled.metrics, "gen_time": gen_time}
-        metrics["accuracy"] = float(sampled.accuracy.mean())
-        metrics["reward"] = sampled.reward.mean().item()
-        metrics["response_length"] = sampled.gen.completion_mask.sum(-1).float().mean().item()
-        metrics["truncated_frac"] = sampled.gen.truncated.float().mean().item()
+        sampled, metrics = self._sample_batch()
         for i, part in enumerate(self.preset.rollout):
             sampled, done = self._call(ROLLOUT_STRATEGIES, "rollout", i, part, self.context, sampled)
             metrics.update(done)
@@ -251,6 +242,47 @@ class Trainer:
         advantages = advantages[keep] * rollout.mask  # [B', T]
         returns = None if returns is None else returns[keep]
         return Batch(rollout, advantages, returns, gen, metrics, value_mask=value_mask[keep])
+
+    def _sample_batch(self) -> tuple[Sampled, dict[str, float]]:
+        """Generation rounds driven by the prompt sampler until ``num_prompts`` groups are kept (one round for
+        ``uniform``). Logged accuracy, reward and lengths are over every completion generated this step."""
+        config = self.config
+        needed, rounds, gen_time = config.num_prompts, 0, 0.0
+        batch: Sampled | None = None
+        generated: list[Sampled] = []
+        while needed > 0 and rounds < self.sampler.max_rounds:
+            request = self.sampler.request(needed, config.num_generations)
+            rows = [self.task.train[i] for i in request.rows]
+            t0 = time.perf_counter()
+            sampled = self._sample(rows, request.num_generations)
+            gen_time += time.perf_counter() - t0
+            rounds += 1
+            generated.append(sampled)
+            per_group = [sampled.gen.prompt_index == i for i in range(len(rows))]
+            keep = self.sampler.observe(
+                request.rows, [sampled.reward[m] for m in per_group], [sampled.accuracy[m] for m in per_group]
+            )
+            chosen = [i for i, k in enumerate(keep) if k][:needed]
+            if not chosen:
+                continue
+            part = sampled.take(torch.nonzero(torch.isin(sampled.gen.prompt_index, torch.tensor(chosen))).flatten())
+            batch = part if batch is None else extend(batch, part, self.engine.pad_id)
+            needed -= len(chosen)
+        metrics: dict[str, float] = {**generated[0].metrics, "gen_time": gen_time}
+        if batch is None:  # no group kept in any round: train on the last round as it is
+            batch = generated[-1]
+        batch = replace(batch, group=torch.unique(batch.group, return_inverse=True)[1])  # ids 0..P'-1
+        accuracy = torch.cat([g.accuracy for g in generated])  # [N_all]
+        metrics["accuracy"] = float(accuracy.mean())
+        metrics["reward"] = torch.cat([g.reward for g in generated]).mean().item()
+        lengths = torch.cat([g.gen.completion_mask.sum(-1).float() for g in generated])  # [N_all]
+        metrics["response_length"] = lengths.mean().item()
+        metrics["truncated_frac"] = torch.cat([g.gen.truncated.float() for g in generated]).mean().item()
+        if self.sampler.max_rounds > 1:
+            metrics["sampler/rounds"] = float(rounds)
+            metrics["sampler/kept_groups"] = float(config.num_prompts - max(needed, 0))
+            metrics["sampler/groups_generated"] = float(sum(len(g.rows) for g in generated))
+        return batch, metrics
 
     def _call(
         self,
@@ -386,7 +418,7 @@ class Trainer:
     def _sample(
         self,
         rows: list[dict],
-        num_generations: int,
+        num_generations: int | list[int],
         *,
         greedy: bool = False,
         temperature: float | None = None,
