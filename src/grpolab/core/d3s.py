@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor
 
+from grpolab.core.checks import check_choice
 from grpolab.core.selection import SELECTORS
 from grpolab.core.stats import group_count, masked_mean
 from grpolab.core.types import Rollout
@@ -39,11 +40,6 @@ def _ratio(name: str, what: str, value: float) -> None:
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 < value <= 1.0
     if not ok:
         raise ValueError(f"{name}: {what} must be a number in (0, 1] (a fraction kept), got {value!r}")
-
-
-def _choice(name: str, what: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: {what} must be one of {list(allowed)}, got {value!r}")
 
 
 def _count(ratio: float, n: Tensor) -> Tensor:
@@ -75,7 +71,7 @@ def d3s_schedule(step: int, total_steps: int, *, start: float, end: float = 1.0,
     """
     _ratio("d3s_schedule", "start", start)
     _ratio("d3s_schedule", "end", end)
-    _choice("d3s_schedule", "kind", kind, SCHEDULES)
+    check_choice("d3s_schedule", "kind", kind, SCHEDULES)
     if end < start:
         raise ValueError(f"d3s_schedule: end ({end}) must be >= start ({start}): the schedule only relaxes")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -168,7 +164,7 @@ def top_token_mask(scores: Tensor, mask: Tensor, *, ratio: float, scope: str = "
     [[True, False, True, False]]
     """
     _ratio("top_token_mask", "ratio", ratio)
-    _choice("top_token_mask", "scope", scope, TOKEN_SCOPES)
+    check_choice("top_token_mask", "scope", scope, TOKEN_SCOPES)
     if scores.shape != mask.shape:
         raise ValueError(
             f"top_token_mask: scores must be [B, T] = {list(mask.shape)} like mask, got {list(scores.shape)}"
@@ -248,8 +244,8 @@ def d3s(
         ("token_ratio_end", token_ratio_end),
     ):
         _ratio("d3s", what, value)
-    _choice("d3s", "sample_scope", sample_scope, SAMPLE_SCOPES)
-    _choice("d3s", "token_scope", token_scope, TOKEN_SCOPES)
+    check_choice("d3s", "sample_scope", sample_scope, SAMPLE_SCOPES)
+    check_choice("d3s", "token_scope", token_scope, TOKEN_SCOPES)
     sample_ratio = d3s_schedule(step, total_steps, start=sample_ratio_start, end=sample_ratio_end, kind=schedule)
     token_ratio = d3s_schedule(step, total_steps, start=token_ratio_start, end=token_ratio_end, kind=schedule)
     mask = rollout.mask  # [B, T]

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from grpolab.core.aggregation import AGGREGATIONS
+from grpolab.core.checks import check_choice
 from grpolab.core.kl import kl_estimate
 from grpolab.core.losses import POLICY_LOSSES, _prepare
 from grpolab.core.stats import group_count, group_mean, group_sum, masked_mean, masked_sum
@@ -63,11 +64,6 @@ def _number(loss: str, name: str, value: float, *, low: float, strict: bool, hin
     if not ok:
         bound = f"> {low}" if strict else f">= {low}"
         raise ValueError(f"{loss}: {name} must be a finite number {bound} ({hint}), got {value!r}")
-
-
-def _choice(loss: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{loss}: {name} must be one of {list(allowed)}, got {value!r}")
 
 
 def _check_aggregation(aggregation: str) -> None:
@@ -206,9 +202,9 @@ def disco(
     0.00827
     """
     name = "disco"
-    _choice(name, "variant", variant, DISCO_VARIANTS)
-    _choice(name, "score", score, DISCO_SCORES)
-    _choice(name, "kl_estimator", kl_estimator, DISCO_KL_ESTIMATORS)
+    check_choice(name, "variant", variant, DISCO_VARIANTS)
+    check_choice(name, "score", score, DISCO_SCORES)
+    check_choice(name, "kl_estimator", kl_estimator, DISCO_KL_ESTIMATORS)
     _number(name, "tau", tau, low=0.0, strict=True, hint="DRO temperature; paper 10 for log-L, 1 for L-ratio")
     _number(name, "delta", delta, low=0.0, strict=False, hint="KL budget; paper 1e-4")
     _number(name, "beta", beta, low=0.0, strict=False, hint="penalty weight; paper 1e3, 0 disables it")

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from grpolab.core.advantages import ADVANTAGES
+from grpolab.core.checks import check_choice
 from grpolab.core.kl import kl_estimate
 from grpolab.core.losses import POLICY_LOSSES, _finish, _prepare
 from grpolab.core.selection import SELECTORS
@@ -55,11 +56,6 @@ def _positive(name: str, what: str, value: float, *, at_most: float | None = Non
         raise ValueError(f"{name}: {what} must be a positive number, got {value!r}")
     if at_most is not None and value > at_most:
         raise ValueError(f"{name}: {what} must be <= {at_most} (a lower ratio bound 1 - {what} >= 0), got {value}")
-
-
-def _choice(name: str, what: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: {what} must be one of {list(allowed)}, got {value!r}")
 
 
 def _token_advantages(name: str, rollout: Rollout, advantages: Tensor) -> None:
@@ -110,7 +106,7 @@ def rec_mask(
     >>> rec_mask(rho, a, clip_mode="ring").tolist()
     [[False, True, True, False]]
     """
-    _choice("rec", "clip_mode", clip_mode, REC_CLIP_MODES)
+    check_choice("rec", "clip_mode", clip_mode, REC_CLIP_MODES)
     r = ratio.detach()  # [B, T]
     if clip_mode == "none":
         return torch.ones_like(r, dtype=torch.bool)  # [B, T]
@@ -192,9 +188,9 @@ def rec(
     >>> round(loss.item(), 5)
     0.82436
     """
-    _choice("rec", "clip_mode", clip_mode, REC_CLIP_MODES)
-    _choice("rec", "weight", weight, REC_WEIGHTS)
-    _choice("rec", "regularizer", regularizer, REC_REGULARIZERS)
+    check_choice("rec", "clip_mode", clip_mode, REC_CLIP_MODES)
+    check_choice("rec", "weight", weight, REC_WEIGHTS)
+    check_choice("rec", "regularizer", regularizer, REC_REGULARIZERS)
     _positive("rec", "epsilon_low", epsilon_low, at_most=1.0)
     _positive("rec", "epsilon_high", epsilon_high)
     _positive("rec", "epsilon_low_prime", epsilon_low_prime, at_most=1.0)

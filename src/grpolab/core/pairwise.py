@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from grpolab.core.aggregation import aggregate
-from grpolab.core.discriminative import _check_aggregation, _choice, _number, _seq_count
+from grpolab.core.checks import check_choice
+from grpolab.core.discriminative import _check_aggregation, _number, _seq_count
 from grpolab.core.kl import kl_estimate
 from grpolab.core.losses import POLICY_LOSSES, _prepare
 from grpolab.core.shaping import SHAPING
@@ -182,7 +183,7 @@ def trpa(
     _number(name, "beta", beta, low=0.0, strict=True, hint="pair-logit scale; paper 0.1")
     _number(name, "anisotropy", anisotropy, low=0.0, strict=True, hint="β factor for level-1 winners; paper 2.5")
     _number(name, "tr_coef", tr_coef, low=0.0, strict=False, hint="trust-region KL weight; paper 0.001")
-    _choice(name, "fallback", fallback, TRPA_FALLBACKS)
+    check_choice(name, "fallback", fallback, TRPA_FALLBACKS)
     mask, logp, old, _ = _prepare(name, logp, rollout, advantages, needs_old=True)
     assert old is not None
     _check_aggregation(aggregation)
@@ -315,7 +316,7 @@ def p3o(
     _number(name, "epsilon", epsilon, low=0.0, strict=True, hint="the ratio clip range; usually 0.1 to 0.3")
     if epsilon >= 1:
         raise ValueError(f"{name}: epsilon must be < 1 so that the lower clip bound 1 - epsilon stays positive")
-    _choice(name, "clip", clip, P3O_CLIPS)
+    check_choice(name, "clip", clip, P3O_CLIPS)
     mask, logp, old, _ = _prepare(name, logp, rollout, advantages, needs_old=True)
     assert old is not None
     _check_aggregation(aggregation)
