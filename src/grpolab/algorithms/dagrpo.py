@@ -28,7 +28,7 @@ PRESET = Preset(
     "advantage. The paper's LLM scorer is replaced by a model-free distinctiveness d_ij = token Levenshtein "
     "distance / longer length (our choice: near-duplicate completions with opposite rewards are the 'homogeneous "
     "samples' whose updates on shared tokens conflict); tau_d = 0.1 is our choice. distance='score' uses "
-    "|s_i - s_j| of a per-completion score column instead (the spec's placeholder; the closer reading of "
+    "|s_i - s_j| of a per-completion score column instead (the form the spec suggests; the closer reading of "
     "'fine-grained scoring', given a judge's scores). (2) Off-policy augmentation: "
     "for each group where every completion has accuracy 0, one expert completion = the row's 'answer' column + "
     "EOS (cut to the generation limit), scored by the task, appended to the group and marked extras['off_policy'] "

@@ -13,7 +13,7 @@ text), so the two mechanisms are implemented as *interpretations* (spec part A �
    completions divided by the longer length (0 = identical, 1 = nothing in common). Near-duplicate completions
    with different rewards are exactly the "homogeneous samples" whose opposite updates on shared tokens the
    paper calls destructive gradient conflicts. The alternative ``distance="score"`` takes a per-completion
-   score column s (e.g. an external judge's score) and uses ``d_ij = |s_i − s_j|``, the spec's placeholder.
+   score column s (e.g. an external judge's score) and uses ``d_ij = |s_i − s_j|``, the form the spec suggests.
    With every pair kept (τ_d = 0) the estimator is GRPO's advantage exactly.
 2. **Off-policy data augmentation** ("high-quality anchors to recover training signals for challenging tasks").
    For groups where every completion scored 0, one expert completion built from the task's reference answer is
@@ -185,7 +185,7 @@ def dagrpo(
             distance (completions that differ in fewer than 10 % of their tokens are near-duplicates); 0 keeps
             every pair (= grpo). Usually 0.05 to 0.3 for ``"edit"``; in the score's units for ``"score"``.
         distance: ``"edit"`` (default): token Levenshtein distance / longer length, in [0, 1]; ``"score"``:
-            ``|s_i − s_j|`` of a per-completion score column (the spec's placeholder).
+            ``|s_i − s_j|`` of a per-completion score column (the form the spec suggests).
         key: extras key of the token ids (``"edit"``); score_key: extras key of the score column (``"score"``).
         ddof, eps: of the group std, as ``ADVANTAGES["grpo"]`` (ddof 1, eps 1e-6 outside the root).
 

@@ -265,7 +265,8 @@ class Trainer:
             chosen = [i for i, k in enumerate(keep) if k][:needed]
             if not chosen:
                 continue
-            part = sampled.take(torch.nonzero(torch.isin(sampled.gen.prompt_index, torch.tensor(chosen))).flatten())
+            index = sampled.gen.prompt_index  # [N]
+            part = sampled.take(torch.nonzero(torch.isin(index, torch.tensor(chosen, device=index.device))).flatten())
             batch = part if batch is None else extend(batch, part, self.engine.pad_id)
             needed -= len(chosen)
         metrics: dict[str, float] = {**generated[0].metrics, "gen_time": gen_time}
