@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from grpolab.data.sampler import SAMPLERS, DynamicSampler, Request, UniformSampler
+from grpolab.data.sampler import SAMPLERS, DynamicSampler, Observation, Request, UniformSampler
 
 
 def test_requests_hold_one_group_size_per_row():
@@ -10,21 +10,26 @@ def test_requests_hold_one_group_size_per_row():
         Request([1, 2], [4])
     with pytest.raises(ValueError, match=">= 1"):
         Request([1, 2], [4, 0])
+    with pytest.raises(ValueError, match="can measure"):
+        Request([1], [4], measure=frozenset({"hessian"}))
 
 
 def test_uniform_keeps_every_group_in_one_round():
     s = SAMPLERS["uniform"](6, seed=0)
-    assert s.max_rounds == 1 and s.observe([0, 1], [torch.ones(3)] * 2, [torch.ones(3)] * 2) == [True, True]
+    assert s.max_rounds == 1
+    assert s.observe(Observation([0, 1], [torch.ones(3)] * 2, [torch.ones(3)] * 2)) == [True, True]
 
 
 def test_dynamic_drops_all_correct_and_all_wrong_groups():
     s = DynamicSampler(20, seed=0)
     acc = [torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 0.0]), torch.tensor([1.0, 0.0, 0.0]), torch.ones(1)]
     rewards = [torch.tensor([0.5, 0.7, 0.5]), torch.zeros(3), torch.zeros(3), torch.ones(1)]
-    assert s.observe([0, 1, 2, 3], rewards, acc) == [False, False, True, False]  # a lone completion has no spread
+    # a lone completion has no spread
+    assert s.observe(Observation([0, 1, 2, 3], rewards, acc)) == [False, False, True, False]
     by_reward = DynamicSampler(20, seed=0, objective="reward")
-    assert by_reward.observe([0, 1, 2, 3], rewards, acc) == [True, False, False, False]
-    assert DynamicSampler(20, seed=0, tol=0.5).observe([0], [torch.zeros(2)], [torch.tensor([0.0, 0.4])]) == [False]
+    assert by_reward.observe(Observation([0, 1, 2, 3], rewards, acc)) == [True, False, False, False]
+    near = Observation([0], [torch.zeros(2)], [torch.tensor([0.0, 0.4])])
+    assert DynamicSampler(20, seed=0, tol=0.5).observe(near) == [False]
 
 
 def test_dynamic_oversamples_the_missing_groups_and_keeps_its_order_across_a_checkpoint():

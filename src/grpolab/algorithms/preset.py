@@ -22,6 +22,7 @@ from grpolab.core.registry import Registry
 from grpolab.core.regularizers import REGULARIZERS
 from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
+from grpolab.data.sampler import SAMPLERS
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES
 
 #: Part arguments a trainer fills from the run when the part declares them:
@@ -47,6 +48,8 @@ TRAINER_SETTINGS: Mapping[str, str] = MappingProxyType(
         "temperature": "sampling temperature of rollouts",
         "top_p": "nucleus sampling threshold of rollouts",
         "vf_coef": "weight of the value loss (needs value_loss)",
+        "sampler": "prompt sampler (a SAMPLERS name): methods that choose prompts or group sizes",
+        "sampler_args": "hyper-parameters of the sampler",
     }
 )
 
@@ -132,6 +135,8 @@ class Preset:
         unknown = sorted(set(self.trainer) - set(TRAINER_SETTINGS))
         if unknown:
             raise ValueError(f"{where}: unknown trainer settings {unknown}; known: {sorted(TRAINER_SETTINGS)}")
+        sampler = SAMPLERS[self.trainer.get("sampler", "uniform")]  # unknown samplers raise, listing the known ones
+        _check_arguments(sampler, dict(self.trainer.get("sampler_args", {})), f"{where}: sampler", skip_leading=1)
 
     @property
     def slots(self) -> dict[str, str]:

@@ -3,20 +3,24 @@ round enter the batch.
 
 The protocol a trainer drives (one training step may take several generation rounds)::
 
-    request = sampler.request(num_prompts, num_generations)      # rows + a G per row (groups may differ)
+    request = sampler.request(num_prompts, num_generations, step=s, total_steps=n)  # rows + a G per row
     ... generate and score request.num_generations[i] completions of each request.rows[i] ...
-    keep = sampler.observe(request.rows, rewards, accuracies)    # one tensor per group; -> keep flags per group
-    # repeat while fewer than num_prompts groups are kept and rounds < sampler.max_rounds
+    keep = sampler.observe(Observation(request.rows, rewards, accuracies, completions, step, ...))
+    # -> one keep flag per group; repeat while fewer than num_prompts groups are kept and rounds < max_rounds
 
-``state_dict`` / ``load_state_dict`` carry everything a resumed run needs. ``SAMPLERS`` maps a name to a factory
-``fn(num_rows, *, seed, **hparams)``; ``uniform`` is the default.
+A round whose groups are all dropped is an *estimation* round: samplers that score prompts with extra rollouts
+(VAS's curriculum rollouts, CurES's difficulty and gradient estimates) request such rounds; their completions count
+as generated (cost) but never train. ``Request.measure`` asks the trainer for more than rewards: ``"grad_norms"``
+(per completion, the L2 norm of the gradient of −log π(y|x) with respect to the policy's first trainable tensor,
+as CurES uses). ``state_dict`` / ``load_state_dict`` carry everything a resumed run needs. ``SAMPLERS`` maps a
+name to a factory ``fn(num_rows, *, seed, **hparams)``; ``uniform`` is the default.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
@@ -26,18 +30,46 @@ from grpolab.core.registry import Registry
 SAMPLERS = Registry("sampler")
 
 
+#: What a request may ask the trainer to measure beyond rewards (see the module docstring).
+MEASURES = frozenset({"grad_norms"})
+
+
 @dataclass(frozen=True)
 class Request:
-    """What to roll out next: task row indices and the number of completions of each (>= 1)."""
+    """What to roll out next: task row indices, the number of completions of each (>= 1), and extra
+    measurements the observation needs (``MEASURES``)."""
 
     rows: list[int]
     num_generations: list[int]
+    measure: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if len(self.rows) != len(self.num_generations) or not self.rows:
             raise ValueError("a sampler request needs one num_generations per row and at least one row")
         if min(self.num_generations) < 1:
             raise ValueError(f"num_generations must be >= 1 per row, got {self.num_generations}")
+        unknown = sorted(set(self.measure) - MEASURES)
+        if unknown:
+            raise ValueError(f"a sampler request can measure {sorted(MEASURES)}, not {unknown}")
+
+
+@dataclass
+class Observation:
+    """The scored results of one round, one entry per requested row (group), in request order.
+
+    - ``rows``: the task row indices; ``rewards``, ``accuracies``: float tensors [G_i] per group.
+    - ``completions``: the completion token ids per group (``completions[i][j]``: a list of ints, EOS included).
+    - ``step``, ``total_steps``: training steps completed before this one, and those of the run.
+    - ``grad_norms``: float tensors [G_i] per group when the request measured ``"grad_norms"``, else None.
+    """
+
+    rows: list[int]
+    rewards: list[Tensor]
+    accuracies: list[Tensor]
+    completions: list[list[list[int]]] = field(default_factory=list)
+    step: int = 0
+    total_steps: int = 1
+    grad_norms: list[Tensor] | None = None
 
 
 class UniformSampler:
@@ -47,7 +79,7 @@ class UniformSampler:
     >>> s = UniformSampler(5, seed=0)
     >>> sorted(s.next(5)) == [0, 1, 2, 3, 4]
     True
-    >>> s.request(2, 4).num_generations
+    >>> s.request(2, 4, step=0, total_steps=10).num_generations
     [4, 4]
     """
 
@@ -75,13 +107,17 @@ class UniformSampler:
             self._pos += 1
         return out
 
-    def request(self, num_prompts: int, num_generations: int) -> Request:
+    def request(self, num_prompts: int, num_generations: int, *, step: int = 0, total_steps: int = 1) -> Request:
         """The next ``num_prompts`` rows, ``num_generations`` completions each."""
         return Request(self.next(num_prompts), [num_generations] * num_prompts)
 
-    def observe(self, rows: list[int], rewards: list[Tensor], accuracies: list[Tensor]) -> list[bool]:
+    def observe(self, obs: Observation) -> list[bool]:
         """Every group is kept."""
-        return [True] * len(rows)
+        return [True] * len(obs.rows)
+
+    def metrics(self) -> dict[str, float]:
+        """Numbers worth logging after a step's rounds (logged as ``sampler/<name>``); none here."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self._rng.getstate(), "order": list(self._order), "pos": self._pos, "epoch": self.epoch}
@@ -107,7 +143,8 @@ class DynamicSampler(UniformSampler):
 
     >>> import torch
     >>> s = DynamicSampler(10, seed=0)
-    >>> s.observe([0, 1, 2], [torch.zeros(2)] * 3, [torch.tensor([1., 1.]), torch.tensor([0., 1.]), torch.zeros(2)])
+    >>> acc = [torch.tensor([1., 1.]), torch.tensor([0., 1.]), torch.zeros(2)]
+    >>> s.observe(Observation([0, 1, 2], [torch.zeros(2)] * 3, acc))
     [False, True, False]
     """
 
@@ -133,12 +170,12 @@ class DynamicSampler(UniformSampler):
         self.objective = objective
         self.tol = float(tol)
 
-    def request(self, num_prompts: int, num_generations: int) -> Request:
+    def request(self, num_prompts: int, num_generations: int, *, step: int = 0, total_steps: int = 1) -> Request:
         k = math.ceil(self.oversample * num_prompts)
         return Request(self.next(k), [num_generations] * k)
 
-    def observe(self, rows: list[int], rewards: list[Tensor], accuracies: list[Tensor]) -> list[bool]:
-        values = accuracies if self.objective == "accuracy" else rewards
+    def observe(self, obs: Observation) -> list[bool]:
+        values = obs.accuracies if self.objective == "accuracy" else obs.rewards
         return [bool(v.numel() > 1 and (v.max() - v.min()).item() > self.tol) for v in values]
 
 

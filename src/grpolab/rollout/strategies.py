@@ -13,6 +13,16 @@ both scored with the task's rewards. Strategies may declare the run arguments of
 
 Everything per completion in ``Sampled`` is aligned on its N rows: ``gen`` rows, rewards, ``group`` (the
 advantage group, by default the prompt) and ``extras`` (tensors with first dimension N, or lists of N).
+
+Two extras have a fixed meaning, and ``Sampled.append`` fills them for completions that lack them:
+
+- ``off_policy`` bool [N]: the completion was not sampled from the current policy given its prompt (an expert or
+  reference answer, a completion generated under another prompt such as ICPO's demonstration prompt, a roll-in
+  from an offline response). The trainer's "old" log-probs of such a row are the current policy's, not its
+  behaviour policy's, so a loss that relies on the PPO ratio should treat it apart (``POLICY_LOSSES["mixed_policy"]``
+  does). Filled with False.
+- ``prefix_len`` long [N]: leading completion tokens that were given, not sampled (a continuation's prefix, a
+  roll-in); ``SELECTORS["mask_prefix"]`` keeps them out of the loss. Filled with 0.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from grpolab.core.registry import Registry
 from grpolab.rollout.hf import Generation
 
 ROLLOUT_STRATEGIES = Registry("rollout strategy")
+#: Values ``Sampled.append`` gives the fixed-meaning extras on the side that lacks them (see the module docstring).
+DEFAULT_FILL: dict[str, Any] = {"off_policy": False, "prefix_len": 0}
 
 
 @dataclass
@@ -74,10 +86,11 @@ class Sampled:
 
     def append(self, other: Sampled, pad_id: int, fill: dict[str, Any] | None = None) -> Sampled:
         """This batch followed by ``other`` (completions of the same rows). An extra present in only one of the two
-        is filled for the other's rows with ``fill[key]`` (a scalar), which must then be given."""
+        is filled for the other's rows with ``fill[key]`` (a scalar), which must then be given unless ``DEFAULT_FILL``
+        has it (``off_policy`` False, ``prefix_len`` 0)."""
         if other.reward_names != self.reward_names:
             raise ValueError("append: both batches must be scored by the same reward functions")
-        fill = fill or {}
+        fill = {**DEFAULT_FILL, **(fill or {})}
         extras: dict[str, Any] = {}
         for key in {*self.extras, *other.extras}:
             if (key not in self.extras or key not in other.extras) and key not in fill:

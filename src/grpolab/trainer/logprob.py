@@ -164,3 +164,35 @@ def _shared_prompt_forward(
         if hidden:
             states = torch.cat([states, out.hidden_states[-1]], dim=1)  # [N, T, H]
     return logits, states
+
+
+def sequence_grad_norms(
+    model: Any,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    *,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Per completion, the L2 norm of ∇_W −log π(y|x) for W the model's first trainable tensor (CurES's
+    rollout allocation, as its code ``epic/epic_sampler.py`` measures it). One backward per completion through
+    ``torch.autograd.grad``, so the parameters' ``.grad`` (an accumulating optimizer step) is left untouched.
+
+    Returns float [N]. Costs N forward-backward passes: samplers ask for it on their estimation rounds only.
+    """
+    weight = next(p for p in model.parameters() if p.requires_grad)
+    norms = []
+    for i in range(completion_ids.shape[0]):
+        out = completion_outputs(
+            model,
+            prompt_ids[i : i + 1],
+            prompt_mask[i : i + 1],
+            completion_ids[i : i + 1],
+            completion_mask[i : i + 1],
+            temperature=temperature,
+        )
+        nll = -(out.logp * completion_mask[i : i + 1]).sum()  # 0-dim: −log π(y|x)
+        (grad,) = torch.autograd.grad(nll, weight)
+        norms.append(grad.float().norm())
+    return torch.stack(norms)  # [N]

@@ -36,14 +36,14 @@ from grpolab.core.shaping import SHAPING
 from grpolab.core.stats import masked_mean
 from grpolab.core.types import Rollout
 from grpolab.data import TASKS, Task
-from grpolab.data.sampler import SAMPLERS
+from grpolab.data.sampler import SAMPLERS, Observation, Request
 from grpolab.models.policy import load_policy
 from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend
 from grpolab.trainer import checkpoint
 from grpolab.trainer.config import TrainConfig, to_dict
-from grpolab.trainer.logprob import ValueHead, completion_outputs
+from grpolab.trainer.logprob import ValueHead, completion_outputs, sequence_grad_norms
 from grpolab.trainer.plot import plot_run
 
 
@@ -251,17 +251,16 @@ class Trainer:
         batch: Sampled | None = None
         generated: list[Sampled] = []
         while needed > 0 and rounds < self.sampler.max_rounds:
-            request = self.sampler.request(needed, config.num_generations)
+            request = self.sampler.request(needed, config.num_generations, step=self.step, total_steps=config.steps)
             rows = [self.task.train[i] for i in request.rows]
             t0 = time.perf_counter()
             sampled = self._sample(rows, request.num_generations)
             gen_time += time.perf_counter() - t0
             rounds += 1
             generated.append(sampled)
-            per_group = [sampled.gen.prompt_index == i for i in range(len(rows))]
-            keep = self.sampler.observe(
-                request.rows, [sampled.reward[m] for m in per_group], [sampled.accuracy[m] for m in per_group]
-            )
+            keep = self.sampler.observe(self._observation(request, sampled))
+            if len(keep) != len(rows):
+                raise ValueError(f"sampler {config.sampler!r}: {len(keep)} keep flags for {len(rows)} groups")
             chosen = [i for i, k in enumerate(keep) if k][:needed]
             if not chosen:
                 continue
@@ -279,11 +278,39 @@ class Trainer:
         lengths = torch.cat([g.gen.completion_mask.sum(-1).float() for g in generated])  # [N_all]
         metrics["response_length"] = lengths.mean().item()
         metrics["truncated_frac"] = torch.cat([g.gen.truncated.float() for g in generated]).mean().item()
+        metrics.update({f"sampler/{k}": v for k, v in self.sampler.metrics().items()})
         if self.sampler.max_rounds > 1:
             metrics["sampler/rounds"] = float(rounds)
             metrics["sampler/kept_groups"] = float(config.num_prompts - max(needed, 0))
             metrics["sampler/groups_generated"] = float(sum(len(g.rows) for g in generated))
         return batch, metrics
+
+    def _observation(self, request: Request, sampled: Sampled) -> Observation:
+        """What the sampler sees of a round: per group rewards, accuracies, completion token ids (and gradient
+        norms when the request measures them)."""
+        gen = sampled.gen
+        per_group = [torch.nonzero(gen.prompt_index == i).flatten() for i in range(len(request.rows))]
+        ids = [row[m].tolist() for row, m in zip(gen.completion_ids, gen.completion_mask, strict=True)]
+        norms = None
+        if "grad_norms" in request.measure:
+            norms_all = sequence_grad_norms(
+                self.model,
+                gen.prompt_ids,
+                gen.prompt_mask,
+                gen.completion_ids,
+                gen.completion_mask,
+                temperature=self.config.temperature,
+            )  # [N]
+            norms = [norms_all[g] for g in per_group]
+        return Observation(
+            rows=list(request.rows),
+            rewards=[sampled.reward[g] for g in per_group],
+            accuracies=[sampled.accuracy[g] for g in per_group],
+            completions=[[ids[j] for j in g.tolist()] for g in per_group],
+            step=self.step,
+            total_steps=self.config.steps,
+            grad_norms=norms,
+        )
 
     def _call(
         self,
