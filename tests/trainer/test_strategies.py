@@ -10,6 +10,7 @@ from grpolab.algorithms import PRESETS, Part
 from grpolab.algorithms.preset import with_run_arguments
 from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
+from grpolab.data.sampler import SAMPLERS, Request, UniformSampler
 from grpolab.models import random_tiny_model
 from grpolab.rollout.hf import Generation, HFEngine
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES
@@ -245,3 +246,94 @@ def test_unknown_samplers_and_arguments_fail_before_any_work():
         resolve(None, {**TINY, "sampler": "vad"})
     with pytest.raises(ValueError, match="sampler-args"):
         resolve(None, {**TINY, "sampler": "dynamic", "sampler_args": {"rounds": 3}})
+
+
+class _EstimatingSampler(UniformSampler):
+    """Test sampler: each step first an estimation round (2 rows, 3 completions, gradient norms measured, nothing
+    kept), then a training round; counts its requests in its state; raises on the request given by ``fail_at``."""
+
+    max_rounds = 2
+
+    def __init__(self, num_rows, *, seed=0, fail_at=0):
+        super().__init__(num_rows, seed=seed)
+        self.requests, self.fail_at, self.seen = 0, fail_at, []
+
+    def request(self, num_prompts, num_generations, *, step=0, total_steps=1):
+        self.requests += 1
+        if self.requests == self.fail_at:
+            raise RuntimeError("sampler boom")
+        if self.requests % 2 == 1:
+            return Request(self.next(2), [3, 3], measure=frozenset({"grad_norms"}))
+        return Request(self.next(num_prompts), [num_generations] * num_prompts)
+
+    def observe(self, obs):
+        self.seen.append(obs)
+        return [self.requests % 2 == 0] * len(obs.rows)
+
+    def state_dict(self):
+        return {**super().state_dict(), "requests": self.requests}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.requests = state["requests"]
+
+
+if "_estimating_for_test" not in SAMPLERS:
+    SAMPLERS.add("_estimating_for_test", _EstimatingSampler)
+
+
+def test_estimation_rounds_do_not_train_but_count_as_generated_and_see_gradient_norms(tmp_path):
+    t = trainer(tmp_path, sampler="_estimating_for_test", num_prompts=2, num_generations=4)
+    batch = t.rollout_batch()
+    estimation, training = t.sampler.seen
+    assert batch.metrics["sampler/rounds"] == 2 and batch.metrics["sampler/groups_generated"] == 4
+    assert batch.rollout.batch_size == 8  # the training round's 2 groups of 4 only
+    assert [len(c) for c in estimation.completions] == [3, 3] and training.grad_norms is None
+    assert [g.shape for g in estimation.grad_norms] == [torch.Size([3])] * 2
+    assert all(bool((g > 0).all()) for g in estimation.grad_norms)
+    assert all(p.grad is None for p in t.model.parameters())  # measuring left the optimizer's gradients alone
+    lengths = [len(ids) for group in [*estimation.completions, *training.completions] for ids in group]
+    assert t.generated_tokens == sum(lengths)  # both rounds count
+    assert 0.0 <= batch.metrics["zero_variance_frac"] <= 1.0
+
+
+def test_gradient_norms_equal_one_backward_per_completion(tmp_path):
+    t = trainer(tmp_path)
+    gen = t._sample([t.task.train[0]], 2).gen
+    from grpolab.trainer.logprob import completion_outputs, sequence_grad_norms
+
+    norms = sequence_grad_norms(t.model, gen.prompt_ids, gen.prompt_mask, gen.completion_ids, gen.completion_mask)
+    weight = next(p for p in t.model.parameters() if p.requires_grad)
+    for i in range(2):
+        t.model.zero_grad()
+        out = completion_outputs(
+            t.model,
+            gen.prompt_ids[i : i + 1],
+            gen.prompt_mask[i : i + 1],
+            gen.completion_ids[i : i + 1],
+            gen.completion_mask[i : i + 1],
+        )
+        (-(out.logp * gen.completion_mask[i : i + 1]).sum()).backward()
+        assert norms[i].item() == pytest.approx(weight.grad.norm().item(), rel=1e-5)
+
+
+def test_a_crash_saves_the_sampler_state_the_failed_step_started_with(tmp_path):
+    t = trainer(tmp_path, steps=4, save_every=0, sampler="_estimating_for_test", sampler_args={"fail_at": 5})
+    with pytest.raises(RuntimeError, match="sampler boom"):
+        t.run()
+    from grpolab.trainer import checkpoint
+
+    saved = checkpoint.load_latest(tmp_path / "run" / "checkpoints")
+    assert saved["step"] == 2 and saved["sampler"]["requests"] == 4  # not 5: the failed step's request is undone
+    assert saved["generated_tokens"] == t._tokens_at_step_start > 0
+
+
+def test_a_generation_budget_stops_the_run_and_is_logged(tmp_path):
+    t = trainer(tmp_path, steps=50, num_prompts=2, num_generations=2, max_generated_tokens=20)
+    t.run()
+    logged = records(tmp_path / "run")
+    assert t.step < 50 and logged[-1]["budget_spent"] == 1.0 and "eval/pass@1" in logged[-1]
+    assert logged[-1]["generated_tokens"] >= 20 > logged[-2].get("generated_tokens", 0)
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    with pytest.raises(ValueError, match="max-generated-tokens"):
+        resolve(None, {**TINY, "max_generated_tokens": -1})

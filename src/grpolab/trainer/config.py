@@ -73,6 +73,11 @@ class TrainConfig:
     stop: list = opt([], "stop strings that end a completion besides EOS")
     # ------------------------------------------------------------------ optimisation
     steps: int = opt(400, "training steps (one rollout batch each)")
+    max_generated_tokens: int = opt(
+        0,
+        "stop early once the run has sampled this many completion tokens (every sampler round and rollout "
+        "strategy counted; evaluation not): a fixed generation budget for comparing samplers (0 = off)",
+    )
     learning_rate: float = opt(
         2e-4, "AdamW learning rate (1e-6 for 7B models in the papers; 1e-4 to 5e-4 for tiny models)"
     )
@@ -212,7 +217,7 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-    for name in ("eval_every", "save_every", "warmup_steps"):
+    for name in ("eval_every", "save_every", "warmup_steps", "max_generated_tokens"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")

@@ -116,7 +116,7 @@ class Trainer:
         self.context = RolloutContext(
             sample_fn=self._sample,
             score_fn=self._score,
-            continue_fn=lambda gen, index, cut, **kw: self.engine.continue_from(self.model, gen, index, cut, **kw),
+            continue_fn=self._continue_from,
             outputs_fn=self._token_outputs,
             model=self.model,
             optimizer=self.optimizer,
@@ -128,7 +128,10 @@ class Trainer:
             temperature=config.temperature,
         )
         self.step = 0
+        self.generated_tokens = 0  # every sampled token of the run: all sampler rounds and rollout strategies
         self._rng_at_step_start: dict[str, Any] | None = None
+        self._sampler_at_step_start: dict[str, Any] | None = None
+        self._tokens_at_step_start = 0
         self._part_state_at_step_start: dict[str, dict[str, Any]] = {}
         self._last_saved = -1
         if not resume and checkpoint.list_checkpoints(self.run_dir / "checkpoints"):
@@ -155,13 +158,19 @@ class Trainer:
             while self.step < config.steps:
                 self._rng_at_step_start = checkpoint.rng_state()
                 self._part_state_at_step_start = copy.deepcopy(self.part_state)
+                self._sampler_at_step_start = copy.deepcopy(self.sampler.state_dict())
+                self._tokens_at_step_start = self.generated_tokens
                 t0 = time.perf_counter()
                 batch = self.rollout_batch()
                 metrics = {**batch.metrics, **self.update(batch)}
                 self.step += 1
                 elapsed = time.perf_counter() - t0
                 metrics.update(step=self.step, step_time=elapsed, tokens_per_s=batch.gen.num_tokens / elapsed)
-                final = self.step == config.steps
+                metrics.update(generated_tokens=float(self.generated_tokens))
+                spent = bool(config.max_generated_tokens) and self.generated_tokens >= config.max_generated_tokens
+                final = self.step == config.steps or spent
+                if spent:
+                    metrics["budget_spent"] = 1.0
                 if final or (config.eval_every and self.step % config.eval_every == 0):
                     metrics.update(self.evaluate())
                 last = self._log(metrics)
@@ -169,6 +178,8 @@ class Trainer:
                     self.save()
                 progress.update(1)
                 progress.set_postfix_str(_postfix(metrics), refresh=False)
+                if spent:  # the last record (and the CLI's summary) has budget_spent = 1
+                    break
         except BaseException:
             self._save_on_crash()
             raise
@@ -272,6 +283,14 @@ class Trainer:
         if batch is None:  # no group kept in any round: train on the last round as it is
             batch = generated[-1]
         batch = replace(batch, group=torch.unique(batch.group, return_inverse=True)[1])  # ids 0..P'-1
+        P = int(batch.group.max()) + 1
+        high = torch.full((P,), -math.inf, device=batch.reward.device).scatter_reduce(
+            0, batch.group, batch.reward, "amax"
+        )  # [P']
+        low = torch.full((P,), math.inf, device=batch.reward.device).scatter_reduce(
+            0, batch.group, batch.reward, "amin"
+        )  # [P']
+        metrics["zero_variance_frac"] = (high == low).float().mean().item()  # trained groups that carry no signal
         accuracy = torch.cat([g.accuracy for g in generated])  # [N_all]
         metrics["accuracy"] = float(accuracy.mean())
         metrics["reward"] = torch.cat([g.reward for g in generated]).mean().item()
@@ -460,7 +479,13 @@ class Trainer:
             temperature=temperature,
             max_new_tokens=max_new_tokens,
         )
+        self.generated_tokens += gen.num_tokens
         return self._score(rows, gen)
+
+    def _continue_from(self, gen: Generation, index: torch.Tensor, cut: torch.Tensor, **kw: Any):
+        out, prefix_len = self.engine.continue_from(self.model, gen, index, cut, **kw)
+        self.generated_tokens += out.num_tokens - int(prefix_len.sum())  # only the newly sampled tokens
+        return out, prefix_len
 
     def _score(self, rows: list[dict], gen: Generation) -> Sampled:
         """Task rewards of ``gen`` (and the scoring metrics: per-function means, errors)."""
@@ -535,6 +560,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "part_state": self.part_state,
+            "generated_tokens": self.generated_tokens,
             "rng": checkpoint.rng_state(),
         }
 
@@ -560,6 +586,8 @@ class Trainer:
         state = self.state_dict()
         state["rng"] = self._rng_at_step_start
         state["part_state"] = self._part_state_at_step_start  # the failed step may have advanced the live one
+        state["sampler"] = self._sampler_at_step_start
+        state["generated_tokens"] = self._tokens_at_step_start
         checkpoint.save(self.run_dir / "checkpoints", self.step, state, keep=self.config.keep_checkpoints)
         self._last_saved = self.step
 
@@ -574,6 +602,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.part_state = state.get("part_state", {})
+        self.generated_tokens = state.get("generated_tokens", 0)
         checkpoint.set_rng_state(state["rng"])
         self.step = self._last_saved = state["step"]
         # Metrics logged after the checkpoint were produced by steps that will run again: drop them.
