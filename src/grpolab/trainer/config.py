@@ -7,6 +7,7 @@ that order and validates every value before any work starts.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -184,7 +185,7 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
         raise ValueError(f"unknown options {unknown}; known: {sorted(FIELDS)}")
     algo = values.get("algo", TrainConfig.algo)
     preset = PRESETS[algo]  # unknown presets raise here, listing the known ones
-    merged = {**dict(preset.trainer), **values}
+    merged = {**copy.deepcopy(dict(preset.trainer)), **values}  # a copy: the config never aliases the preset
     config = TrainConfig(**{k: v for k, v in merged.items() if k in FIELDS})
     if config.name is None:
         config.name = f"{config.algo}-{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
