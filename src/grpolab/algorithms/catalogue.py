@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 
 from grpolab.algorithms import PRESETS
+from grpolab.algorithms.preset import Preset
 from grpolab.core.advantages import ADVANTAGES
 from grpolab.core.aggregation import AGGREGATIONS
 from grpolab.core.filters import FILTERS
@@ -17,10 +18,12 @@ from grpolab.core.registry import Registry
 from grpolab.core.regularizers import REGULARIZERS
 from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
+from grpolab.data.sampler import SAMPLERS
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES
 
 #: Every part registry, by the slot it fills (pipeline order).
 SLOT_REGISTRIES: dict[str, Registry] = {
+    "prompt sampler": SAMPLERS,
     "rollout strategy": ROLLOUT_STRATEGIES,
     "shaping": SHAPING,
     "advantage": ADVANTAGES,
@@ -52,10 +55,16 @@ def presets_table() -> str:
         preset = PRESETS[name]
         lines = [f"{name}  —  {preset.citation}"]
         lines += [f"    {slot:<13}{value}" for slot, value in preset.slots.items() if value != "-"]
-        if preset.trainer:
-            lines.append(f"    {'trainer':<13}" + ", ".join(f"{k}={v}" for k, v in preset.trainer.items()))
+        settings = _settings(preset)
+        if settings:
+            lines.append(f"    {'trainer':<13}{settings}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
+
+
+def _settings(preset: Preset) -> str:
+    """The preset's trainer settings but the sampler (shown as a slot)."""
+    return ", ".join(f"{k}={v}" for k, v in preset.trainer.items() if k not in ("sampler", "sampler_args"))
 
 
 def parts_table() -> str:
@@ -89,7 +98,7 @@ def methods_markdown() -> str:
     lines += ["", "### Defaults and interpretation", ""]
     for name in sorted(PRESETS):
         preset = PRESETS[name]
-        trainer = ", ".join(f"{k}={v}" for k, v in preset.trainer.items()) or "none"
+        trainer = _settings(preset) or "none"
         lines.append(f"- `{name}`: {preset.notes} Trainer defaults: {trainer}.")
     lines += ["", "## Parts", ""]
     for slot, registry in SLOT_REGISTRIES.items():

@@ -141,7 +141,9 @@ class Preset:
     @property
     def slots(self) -> dict[str, str]:
         """The filled slots as display strings, in pipeline order."""
+        sampler = self.trainer.get("sampler", "uniform")
         return {
+            "sampler": "-" if sampler == "uniform" else str(Part(sampler, self.trainer.get("sampler_args", {}))),
             "rollout": ", ".join(map(str, self.rollout)) or "-",
             "shaping": ", ".join(map(str, self.shaping)) or "-",
             "advantage": str(self.advantage),

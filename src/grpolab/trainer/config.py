@@ -61,8 +61,8 @@ class TrainConfig:
     # ------------------------------------------------------------------ rollout
     sampler: str = opt(
         "uniform",
-        "prompt sampler: uniform (each row once per epoch) or dynamic (DAPO: regenerate until "
-        "num_prompts groups are neither all correct nor all wrong)",
+        "prompt sampler: uniform (each row once per epoch), dynamic (DAPO: regenerate until num_prompts groups are "
+        "neither all correct nor all wrong), vas, vade, cures, hard_mining, variance_select (see docs/methods.md)",
     )
     sampler_args: dict = opt({}, "hyper-parameters of the sampler, e.g. {max_rounds: 10, oversample: 3} for dynamic")
     num_prompts: int = opt(16, "prompts per step P (usually 8 to 512)")
