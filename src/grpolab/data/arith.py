@@ -18,6 +18,10 @@ during pre-training; ``Task.info["held_out_from_tiny_arith"]`` says which case h
 ['answer', 'prompt']
 >>> arith_exact_reward(["23+45=", "3-5="], ["68", " -2\\n"], answer=["68", "-2"])
 [1.0, 1.0]
+
+With ``arith_task(hints=True)`` every row also has a ``"hints"`` column: cumulative hinted prompts for prompt
+scaffolding (Scaf-GRPO's tiers Knowledge → Solution; see ``arith_hints``), read by the ``scaf_grpo`` and
+``difficulty_augment`` rollout strategies and ignored by the reward functions.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from grpolab.core.scaffold import HINT_TEMPLATE, answer_prefix_hints, apply_hint
 from grpolab.data.task import TASKS, Task
 
 #: Smallest and largest operand.
@@ -99,12 +104,48 @@ def arith_problems(split: str, *, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFA
     raise ValueError(f"unknown split {split!r}; use 'train', 'eval' or 'all'")
 
 
-def arith_rows(split: str, *, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED) -> list[dict[str, str]]:
-    """The rows ``{"prompt": "23+45=", "answer": "68"}`` of one split (see ``arith_problems``)."""
-    return [
-        {"prompt": format_prompt(a, op, b), "answer": format_answer(solve(a, op, b))}
-        for a, op, b in arith_problems(split, n_eval=n_eval, seed=seed)
-    ]
+def arith_hints(a: int, op: str, b: int, *, solution_levels: int = 4) -> list[str]:
+    """Cumulative hinted prompts of a problem, least guidance first: Scaf-GRPO's tiers Knowledge → Solution
+    (Scaf-GRPO, arXiv 2510.19807, §3.2; its released code leaves the Planning tier out, and so does this).
+
+    - Knowledge tier (2 levels): the ones-digit partial result, then also the tens partial result
+      (``3+5=8`` then ``3+5=8,20+40=60`` for 23+45; for ``-`` the partial differences, ``3-5=-2,20-40=-20``): the
+      answer is their sum, which the hint does not state.
+    - Solution tier: growing prefixes of the answer (``grpolab.core.scaffold.answer_prefix_hints``, at most
+      ``solution_levels`` of them, the last is the whole answer): ``6`` then ``68``.
+
+    Each level is a full prompt ``"(hint) 23+45="`` (``grpolab.core.scaffold.HINT_TEMPLATE``): the hint comes first
+    so the completion still follows the ``=``, and only the built-in tokenizer's characters are used (digits,
+    ``+ - * / = ( ) . ,`` and space; it has no letters). Within a tier the hints accumulate, as Scaf-GRPO's
+    ``first k parts``; a Solution-tier prompt does not repeat the Knowledge hints (the code builds each tier alone).
+
+    >>> arith_hints(23, "+", 45)
+    ['(3+5=8) 23+45=', '(3+5=8,20+40=60) 23+45=', '(6) 23+45=', '(68) 23+45=']
+    >>> arith_hints(3, "-", 25)[1:3]
+    ['(3-5=-2,0-20=-20) 3-25=', '(-) 3-25=']
+    """
+    ones_a, ones_b = a % 10, b % 10
+    tens_a, tens_b = a - ones_a, b - ones_b
+    ones = f"{ones_a}{op}{ones_b}={solve(ones_a, op, ones_b)}"  # Knowledge 1: the ones-digit partial result
+    tens = f"{tens_a}{op}{tens_b}={solve(tens_a, op, tens_b)}"  # Knowledge 2: the tens partial result
+    knowledge = [ones, f"{ones},{tens}"]
+    solution = answer_prefix_hints(format_answer(solve(a, op, b)), levels=solution_levels)
+    prompt = format_prompt(a, op, b)
+    return [apply_hint(prompt, hint, template=HINT_TEMPLATE) for hint in [*knowledge, *solution]]
+
+
+def arith_rows(
+    split: str, *, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED, hints: bool = False
+) -> list[dict[str, Any]]:
+    """The rows ``{"prompt": "23+45=", "answer": "68"}`` of one split (see ``arith_problems``); with ``hints`` also
+    ``"hints"``: the problem's cumulative hinted prompts (``arith_hints``)."""
+    rows: list[dict[str, Any]] = []
+    for a, op, b in arith_problems(split, n_eval=n_eval, seed=seed):
+        row: dict[str, Any] = {"prompt": format_prompt(a, op, b), "answer": format_answer(solve(a, op, b))}
+        if hints:
+            row["hints"] = arith_hints(a, op, b)
+        rows.append(row)
+    return rows
 
 
 def wrong_answer(value: int, rng: random.Random) -> int:
@@ -169,24 +210,29 @@ def arith_exact_reward(prompts: list, completions: list, answer: list, **kwargs:
 
 
 @TASKS.register("arith")
-def arith_task(*, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED) -> Task:
+def arith_task(*, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED, hints: bool = False) -> Task:
     """The ``arith`` task: two-operand integer arithmetic (operands 0..99, ``+``/``-``) with an exact verifier.
 
     - ``n_eval``: size of the held-out eval split; default 500, usually 200 to 2,000.
     - ``seed``: seed of the split's shuffle; default 0. The shipped ``tiny-arith`` model never saw the eval
       split of ``seed=0, n_eval<=500``; with other values its eval problems may be in its pre-training data.
+    - ``hints``: add the ``"hints"`` column (``arith_hints``: Knowledge- then Solution-tier hinted prompts) that the
+      ``scaf_grpo`` and ``difficulty_augment`` rollout strategies read; default False (without it they fall back
+      to answer-prefix hints built from the ``answer`` column).
 
-    Rows are ``{"prompt": "23+45=", "answer": "68"}``; the reward and the accuracy are ``arith_exact_reward``.
+    Rows are ``{"prompt": "23+45=", "answer": "68"}``; the reward and the accuracy are ``arith_exact_reward``
+    (which ignores the ``hints`` column).
     """
     return Task(
         name="arith",
-        train=arith_rows("train", n_eval=n_eval, seed=seed),
-        eval=arith_rows("eval", n_eval=n_eval, seed=seed),
+        train=arith_rows("train", n_eval=n_eval, seed=seed, hints=hints),
+        eval=arith_rows("eval", n_eval=n_eval, seed=seed, hints=hints),
         reward_funcs=[arith_exact_reward],
         accuracy=arith_exact_reward,
         info={
             "n_eval": n_eval,
             "seed": seed,
+            "hints": hints,
             # with seed 0, a smaller eval split is a prefix of the default one, so it stays held out too
             "held_out_from_tiny_arith": seed == DEFAULT_SEED and n_eval <= DEFAULT_N_EVAL,
         },
