@@ -30,11 +30,8 @@ PRESET = Preset(
     "because a trainer cannot score the data set before its first step. The reward is the task's: VERIFIERS['dual'] "
     '(grpolab.rewards.dual), chosen with --task file --task-args "{train: rows.jsonl, reward: [numeric, dual], '
     'reward_weights: [0, 1]}" (numeric first with weight 0 gives the 0/1 accuracy metric, dual the trained reward). '
-    'The built-in arith task has no reward option; its rows as a file: python -c "import json; from '
-    "grpolab.data.arith import arith_rows; [open(f'/tmp/arith-{s}.jsonl', 'w').writelines(json.dumps(r) + chr(10) "
-    "for r in arith_rows(s)) for s in ('train', 'eval')]\" then grpolab train --algo dual_reward --task file "
-    '--task-args "{train: /tmp/arith-train.jsonl, eval: /tmp/arith-eval.jsonl, reward: [numeric, dual], '
-    "reward_weights: [0, 1]}\". With plain --task arith the sampler selects on the exact 0/1 reward. The authors' "
+    'On the built-in task: grpolab train --algo dual_reward --task-args "{reward: dual}" (the accuracy metric stays '
+    "the exact 0/1 verifier); with the default exact reward the sampler selects on the 0/1 reward. The authors' "
     "code (EasyR1) trains with token-mean aggregation, k3 KL β = 0.01, entropy bonus 0.001, 8 rollouts at "
     "temperature 1.0, lr 1e-6, 16 prompts per step; the preset keeps GRPO's parts (grpo.py) as the paper states.",
 )

@@ -31,6 +31,7 @@ from typing import Any
 
 from grpolab.core.scaffold import HINT_TEMPLATE, answer_prefix_hints, apply_hint
 from grpolab.data.task import TASKS, Task
+from grpolab.rewards.verifiers import VERIFIERS
 
 #: Smallest and largest operand.
 MIN_OPERAND, MAX_OPERAND = 0, 99
@@ -210,7 +211,14 @@ def arith_exact_reward(prompts: list, completions: list, answer: list, **kwargs:
 
 
 @TASKS.register("arith")
-def arith_task(*, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED, hints: bool = False) -> Task:
+def arith_task(
+    *,
+    n_eval: int = DEFAULT_N_EVAL,
+    seed: int = DEFAULT_SEED,
+    hints: bool = False,
+    reward: str | list[str] = "exact",
+    reward_weights: list[float] | None = None,
+) -> Task:
     """The ``arith`` task: two-operand integer arithmetic (operands 0..99, ``+``/``-``) with an exact verifier.
 
     - ``n_eval``: size of the held-out eval split; default 500, usually 200 to 2,000.
@@ -220,19 +228,32 @@ def arith_task(*, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED, hints:
       ``scaf_grpo`` and ``difficulty_augment`` rollout strategies read; default False (without it they fall back
       to answer-prefix hints built from the ``answer`` column).
 
-    Rows are ``{"prompt": "23+45=", "answer": "68"}``; the reward and the accuracy are ``arith_exact_reward``
-    (which ignores the ``hints`` column).
+    - ``reward``: the reward, a name or a list of names: ``"exact"`` (default: ``arith_exact_reward``) or any
+      ``grpolab.rewards.VERIFIERS`` name reading the ``answer`` column (``"numeric"``, ``"dual"``: exact plus a
+      continuous closeness); a list is summed with ``reward_weights`` (default 1 each).
+
+    Rows are ``{"prompt": "23+45=", "answer": "68"}``; the accuracy is always ``arith_exact_reward`` (which
+    ignores the ``hints`` column), whatever the reward.
+
+    >>> from grpolab.rewards.scoring import reward_name
+    >>> [reward_name(f) for f in arith_task(reward=["exact", "dual"], reward_weights=[1.0, 0.5]).reward_funcs]
+    ['arith_exact_reward', 'dual']
     """
+    names = [reward] if isinstance(reward, str) else list(reward)
+    # an unknown name raises UnknownNameError (a ValueError) listing the known ones
+    funcs = [arith_exact_reward if n == "exact" else VERIFIERS[n](answer_column="answer") for n in names]
     return Task(
         name="arith",
         train=arith_rows("train", n_eval=n_eval, seed=seed, hints=hints),
         eval=arith_rows("eval", n_eval=n_eval, seed=seed, hints=hints),
-        reward_funcs=[arith_exact_reward],
+        reward_funcs=funcs,
+        reward_weights=reward_weights,
         accuracy=arith_exact_reward,
         info={
             "n_eval": n_eval,
             "seed": seed,
             "hints": hints,
+            "reward": reward,
             # with seed 0, a smaller eval split is a prefix of the default one, so it stays held out too
             "held_out_from_tiny_arith": seed == DEFAULT_SEED and n_eval <= DEFAULT_N_EVAL,
         },

@@ -1,6 +1,9 @@
-"""The arith task's optional ``hints`` column: Scaf-GRPO-style tiered hinted prompts in the tokenizer's characters."""
+"""The arith task's options: the ``hints`` column (Scaf-GRPO-style tiered hinted prompts in the tokenizer's characters) and
+the reward (any verifier; the accuracy stays exact)."""
 
 import re
+
+import pytest
 
 from grpolab.data.arith import arith_exact_reward, arith_hints, arith_task, solve
 from grpolab.models import CHARS, char_tokenizer
@@ -50,3 +53,16 @@ def test_hints_column_is_optional_and_well_formed_for_every_problem():
 def test_rewards_ignore_the_hints_column():
     row = arith_task(hints=True).train[0]
     assert arith_exact_reward([row["prompt"]], [row["answer"]], answer=[row["answer"]], hints=[row["hints"]]) == [1.0]
+
+
+def test_arith_reward_option_takes_verifier_names_and_keeps_the_exact_accuracy():
+
+    task = arith_task(reward=["exact", "dual"], reward_weights=[1.0, 0.5])
+    assert task.reward_funcs[0] is arith_exact_reward and task.reward_weights == [1.0, 0.5]
+    assert task.accuracy is arith_exact_reward and task.info["reward"] == ["exact", "dual"]
+    dual = arith_task(reward="dual").reward_funcs[0]
+    # 68 vs 68: exact 1 + closeness 1; 67 vs 68: exact 0 + closeness in (0, 1)
+    right, near = dual(["23+45=", "23+45="], ["68", "67"], answer=["68", "68"])
+    assert right == 2.0 and 0.0 < near < 1.0
+    with pytest.raises(ValueError, match="unknown verifier"):
+        arith_task(reward="nope")
