@@ -1,5 +1,5 @@
-"""The arith task's options: the ``hints`` column (Scaf-GRPO-style tiered hinted prompts in the tokenizer's characters) and
-the reward (any verifier; the accuracy stays exact)."""
+"""The arith task's options: the ``hints`` column (Scaf-GRPO-style tiered hinted prompts in the tokenizer's
+characters) and the reward (any verifier; the accuracy stays exact)."""
 
 import re
 
