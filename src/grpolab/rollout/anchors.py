@@ -17,6 +17,7 @@ marked in ``extras["off_policy"]`` (bool [N]) so a loss or a metric can treat th
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -27,6 +28,21 @@ from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampl
 HARD_SIGNALS = ("accuracy", "reward")
 #: extras the anchors can be filled for (anchors are not continuations, and are off-policy)
 FILLABLE = {"off_policy": False, "prefix_len": 0}
+
+
+def reference_token_lists(
+    tokenizer: Any, rows: list[dict], *, answer_key: str, template: str, max_len: int
+) -> tuple[list[list[int]], list[bool]]:
+    """Token ids of each row's reference completion: ``template.format(answer=row[answer_key])`` tokenised without
+    special tokens, then EOS, cut to ``max_len`` tokens; and whether it was cut (then it has no EOS: truncated).
+    Shared by ``expert_anchors`` and ``dataset_reset``; pass them to ``Generation.from_token_lists``."""
+    token_lists, cut = [], []
+    for row in rows:
+        text = template.format(answer=row[answer_key])
+        ids = [*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+        cut.append(len(ids) > max_len)
+        token_lists.append(ids[:max_len])
+    return token_lists, cut
 
 
 @ROLLOUT_STRATEGIES.register("expert_anchors")
@@ -91,30 +107,19 @@ def expert_anchors(
             f"expert_anchors: task rows have no {answer_key!r} column (columns: {sorted(rows[0])}); set answer_key "
             "to the column that holds the reference solution"
         )
-    eos = ctx.tokenizer.eos_token_id
-    token_lists, cut = [], []
-    for row in rows:
-        text = template.format(answer=row[answer_key])
-        ids = [*ctx.tokenizer(text, add_special_tokens=False)["input_ids"], eos]
-        cut.append(len(ids) > max_len)
-        token_lists.append(ids[:max_len])
-    M, T = len(token_lists), max(len(ids) for ids in token_lists)
-    gen_device = gen.completion_ids.device
-    completion = torch.full((M, T), ctx.pad_id, dtype=torch.long, device=gen_device)  # [M, T] right-padded
-    completion_mask = torch.zeros(M, T, dtype=torch.bool, device=gen_device)  # [M, T]
-    for m, ids in enumerate(token_lists):
-        completion[m, : len(ids)] = torch.tensor(ids, dtype=torch.long, device=gen_device)
-        completion_mask[m, : len(ids)] = True
-    src_gen = src.to(gen_device)  # [M]
-    texts = ctx.tokenizer.batch_decode(torch.where(completion_mask, completion, ctx.pad_id), skip_special_tokens=True)
-    anchor_gen = Generation(
+    token_lists, cut = reference_token_lists(
+        ctx.tokenizer, rows, answer_key=answer_key, template=template, max_len=max_len
+    )
+    M = len(token_lists)
+    src_gen = src.to(gen.completion_ids.device)  # [M]
+    anchor_gen = Generation.from_token_lists(
+        token_lists,
         prompt_ids=gen.prompt_ids[src_gen],  # [M, Lp]: the hard group's own prompt
         prompt_mask=gen.prompt_mask[src_gen],  # [M, Lp]
-        completion_ids=completion,
-        completion_mask=completion_mask,
-        truncated=torch.tensor(cut, dtype=torch.bool, device=gen_device),  # [M]
-        texts=texts,
         prompt_index=gen.prompt_index[src_gen],  # [M]
+        pad_id=ctx.pad_id,
+        truncated=cut,  # [M]
+        texts=ctx.tokenizer.batch_decode(token_lists, skip_special_tokens=True),
     )
     scored = ctx.score(sampled.rows, anchor_gen)
     anchors = replace(

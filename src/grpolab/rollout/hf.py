@@ -47,6 +47,62 @@ class Generation:
         )
 
     @staticmethod
+    def from_token_lists(
+        token_lists: Sequence[Sequence[int]],
+        *,
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        prompt_index: Tensor,
+        pad_id: int,
+        truncated: Tensor | Sequence[bool],
+        texts: list[str],
+    ) -> Generation:
+        """Completions given as token-id lists (not sampled: reference answers, roll-in sources), right-padded with
+        ``pad_id`` into a Generation on the device of ``prompt_ids``.
+
+        ``prompt_ids`` / ``prompt_mask`` [M, Lp] (left-padded) and ``prompt_index`` long [M] are those of each
+        completion's prompt; ``truncated`` bool [M] marks completions cut at the generation limit (no EOS);
+        ``texts`` are the M decoded completions. Every list needs at least one token (a completion always has
+        one, as ``HFEngine`` writes them).
+
+        >>> import torch
+        >>> g = Generation.from_token_lists([[5, 2], [7]], prompt_ids=torch.ones(2, 1, dtype=torch.long),
+        ...     prompt_mask=torch.ones(2, 1, dtype=torch.bool), prompt_index=torch.tensor([0, 1]), pad_id=0,
+        ...     truncated=[False, True], texts=["5", "7"])
+        >>> g.completion_ids.tolist(), g.completion_mask.tolist()
+        ([[5, 2], [7, 0]], [[True, True], [True, False]])
+        """
+        M = len(token_lists)
+        sizes = {
+            "prompt_ids": prompt_ids.shape[0],
+            "prompt_mask": prompt_mask.shape[0],
+            "prompt_index": prompt_index.shape[0],
+            "truncated": len(truncated),
+            "texts": len(texts),
+        }
+        wrong = {k: v for k, v in sizes.items() if v != M}
+        if wrong:
+            raise ValueError(f"Generation.from_token_lists: {M} token lists but these sizes differ: {wrong}")
+        if M == 0 or any(len(ids) == 0 for ids in token_lists):
+            raise ValueError("Generation.from_token_lists needs at least one completion, each of at least one token")
+        device = prompt_ids.device
+        T = max(len(ids) for ids in token_lists)
+        completion = torch.full((M, T), pad_id, dtype=torch.long, device=device)  # [M, T] right-padded
+        completion_mask = torch.zeros(M, T, dtype=torch.bool, device=device)  # [M, T]
+        for m, ids in enumerate(token_lists):
+            completion[m, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=device)
+            completion_mask[m, : len(ids)] = True
+        return Generation(
+            prompt_ids=prompt_ids,  # [M, Lp]
+            prompt_mask=prompt_mask,  # [M, Lp]
+            completion_ids=completion,  # [M, T]
+            completion_mask=completion_mask,  # [M, T]
+            truncated=torch.as_tensor(truncated, dtype=torch.bool, device=device),  # [M]
+            texts=list(texts),
+            prompt_index=prompt_index.to(device),  # [M]
+        )
+
+    @staticmethod
     def cat(parts: list[Generation], pad_id: int) -> Generation:
         """Rows of several generations stacked (prompts re-padded on the left, completions on the right);
         ``prompt_index`` values are kept, so all parts must index the same prompt rows."""

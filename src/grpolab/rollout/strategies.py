@@ -210,6 +210,32 @@ class RolloutContext:
         return self.score_fn(rows, gen)
 
 
+def cut_to_limit(ctx: RolloutContext, cont: Sampled, limit: int) -> Sampled:
+    """``cont`` with every completion longer than ``limit`` tokens cut back to ``limit`` (marked truncated, its text
+    decoded again) and scored again: continuations and roll-ins (whose given prefix counts toward the length) obey
+    the same generation limit as the rollouts they come from."""
+    gen = cont.gen
+    over = (gen.completion_mask.sum(-1) > limit).nonzero().flatten()  # [m]
+    if over.numel() == 0:
+        return cont
+    ids, mask = gen.completion_ids[:, :limit], gen.completion_mask[:, :limit]  # [M, limit]
+    truncated = gen.truncated.clone()  # [M]
+    truncated[over] = True
+    texts = list(gen.texts)
+    cut_texts = ctx.tokenizer.batch_decode(torch.where(mask[over], ids[over], ctx.pad_id), skip_special_tokens=True)
+    for i, text in zip(over.tolist(), cut_texts, strict=True):
+        texts[i] = text
+    short = replace(gen, completion_ids=ids, completion_mask=mask, truncated=truncated, texts=texts)
+    rescored = ctx.score(cont.rows, short.take(over))
+    at = over.to(cont.reward.device)  # [m]
+    fields = {}
+    for name in ("reward", "rewards", "valid", "accuracy"):
+        value = getattr(cont, name).clone()
+        value[at] = getattr(rescored, name).to(value)
+        fields[name] = value
+    return replace(cont, gen=short, **fields)
+
+
 @ROLLOUT_STRATEGIES.register("greedy_baseline")
 def greedy_baseline(ctx: RolloutContext, sampled: Sampled) -> tuple[Sampled, dict[str, float]]:
     """One greedy decode per prompt, scored; its reward is written to ``extras["greedy_reward"]`` [N] for every

@@ -11,33 +11,7 @@ from dataclasses import replace
 import torch
 
 from grpolab.core.polychromic import choose_vine_states, outcome_ids, sample_subsets, set_scores
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
-
-
-def _within(ctx: RolloutContext, cont: Sampled, limit: int) -> Sampled:
-    """``cont`` with every completion longer than ``limit`` tokens cut back to ``limit`` (marked truncated, its text
-    decoded again) and scored again, so that a vine continuation obeys the same generation limit as the rollout
-    it branches from."""
-    gen = cont.gen
-    over = (gen.completion_mask.sum(-1) > limit).nonzero().flatten()  # [m]
-    if over.numel() == 0:
-        return cont
-    ids, mask = gen.completion_ids[:, :limit], gen.completion_mask[:, :limit]  # [M, limit]
-    truncated = gen.truncated.clone()  # [M]
-    truncated[over] = True
-    texts = list(gen.texts)
-    cut_texts = ctx.tokenizer.batch_decode(torch.where(mask[over], ids[over], ctx.pad_id), skip_special_tokens=True)
-    for i, text in zip(over.tolist(), cut_texts, strict=True):
-        texts[i] = text
-    short = replace(gen, completion_ids=ids, completion_mask=mask, truncated=truncated, texts=texts)
-    rescored = ctx.score(cont.rows, short.take(over))
-    at = over.to(cont.reward.device)  # [m]
-    fields = {}
-    for name in ("reward", "rewards", "valid", "accuracy"):
-        value = getattr(cont, name).clone()
-        value[at] = getattr(rescored, name).to(value)
-        fields[name] = value
-    return replace(cont, gen=short, **fields)
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, cut_to_limit
 
 
 @ROLLOUT_STRATEGIES.register("polychromic_vines")
@@ -88,7 +62,7 @@ def polychromic_vines(
     vines = ctx.continue_from(
         sampled, index, cut, num_continuations, max_new_tokens=max_len - int(cut.min())
     )  # K * Nc rows, state-major
-    vines = _within(ctx, vines, max_len)
+    vines = cut_to_limit(ctx, vines, max_len)
     K = index.numel()
     state = torch.arange(K, device=dev).repeat_interleave(num_continuations)  # [K * Nc]
     outcome = outcome_ids(vines.gen.texts, state)  # [K * Nc]
