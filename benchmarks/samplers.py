@@ -8,7 +8,9 @@ Run BY HAND (each run is its own single-thread process; ``--jobs`` runs that man
 
 Every run is ``grpolab train --algo grpo --sampler <name>`` (the sampler's own defaults, GRPO's parts and the
 default settings otherwise: 16 prompts x 8 completions, 8 new tokens, lr 2e-4) on the built-in tiny-arith model
-and arith task, stopped by ``--max-generated-tokens`` once it has sampled ``--budget`` completion tokens. Every
+and arith task, stopped by ``--max-generated-tokens`` once it has sampled ``--budget`` completion tokens, or after
+``--steps`` steps (default 100: the budget's default is spent by ``uniform`` in about 92; samplers with a schedule
+over the run, such as ``hard_mining``'s stage split, read ``--steps`` as the run's length). Every
 sampled token counts: dropped groups (dynamic sampling), estimation rounds that score prompts without training
 on them (VAS, CurES, variance selection). The budget is what each sampler spends its way, so a sampler that
 generates more per step takes fewer steps. Reported per sampler, mean over seeds:
@@ -41,11 +43,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_one(sampler: str, seed: int, budget: int, eval_prompts: int, workdir: str) -> dict:
+def run_one(sampler: str, seed: int, budget: int, steps: int, eval_prompts: int, workdir: str) -> dict:
     """One budgeted training run in a fresh process; returns its summary (raises with stderr on failure)."""
     name = f"{sampler}-s{seed}"
     cmd = [sys.executable, "-m", "grpolab.cli", "train", "--algo", "grpo", "--sampler", sampler]
-    cmd += ["--seed", str(seed), "--steps", "100000", "--max-generated-tokens", str(budget)]
+    cmd += ["--seed", str(seed), "--steps", str(steps), "--max-generated-tokens", str(budget)]
     cmd += ["--eval-every", "0", "--save-every", "0", "--eval-prompts", str(eval_prompts), "--progress", "false"]
     cmd += ["--output-dir", workdir, "--name", name]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -65,6 +67,7 @@ def run_one(sampler: str, seed: int, budget: int, eval_prompts: int, workdir: st
         "sampler": sampler,
         "seed": seed,
         "budget": budget,
+        "max_steps": steps,
         "base_acc": records[0]["eval/pass@1"],
         "acc": records[-1]["eval/pass@1"],
         "steps": len(train),
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=int, default=40000, help="completion tokens per run (default 40000: ~100 uniform steps)"
     )
+    parser.add_argument("--steps", type=int, default=100, help="step limit of a run (default 100)")
     parser.add_argument("--eval-prompts", type=int, default=300, help="held-out problems (default 300)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each (default 1)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "samplers.jsonl"))
@@ -133,12 +137,15 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
-    have = {(r["sampler"], r["seed"], r["budget"]) for r in done}
-    todo = [(n, s) for s in seeds for n in names if (n, s, args.budget) not in have]
+    key = (args.budget, args.steps)
+    have = {(r["sampler"], r["seed"], r["budget"], r["max_steps"]) for r in done}
+    todo = [(n, s) for s in seeds for n in names if (n, s, *key) not in have]
     print(f"{len(todo)} runs to do ({len(have)} already in {out}), {args.jobs} at a time", flush=True)
     failures = []
     with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_one, n, s, args.budget, args.eval_prompts, work): (n, s) for n, s in todo}
+        futures = {
+            pool.submit(run_one, n, s, args.budget, args.steps, args.eval_prompts, work): (n, s) for n, s in todo
+        }
         for i, future in enumerate(futures, 1):
             n, s = futures[future]
             try:
@@ -151,8 +158,10 @@ def main() -> None:
                 f.write(json.dumps(result) + "\n")
             done.append(result)
             print(f"[{i}/{len(todo)}] {n} seed {s}: acc {result['acc']:.3f} after {result['steps']} steps", flush=True)
-    results = [r for r in done if r["budget"] == args.budget and r["sampler"] in names and r["seed"] in seeds]
-    print(f"\nbudget {args.budget} tokens, seeds {seeds}, {args.eval_prompts} held-out problems, tiny-arith / arith\n")
+    results = [r for r in done if (r["budget"], r["max_steps"]) == key and r["sampler"] in names and r["seed"] in seeds]
+    print(
+        f"\nbudget {args.budget} tokens or {args.steps} steps, seeds {seeds}, {args.eval_prompts} held-out problems, tiny-arith / arith\n"
+    )
     print(table(results))
     for failure in failures:
         print("\n" + failure, file=sys.stderr)
