@@ -160,7 +160,8 @@ def main() -> None:
             print(f"[{i}/{len(todo)}] {n} seed {s}: acc {result['acc']:.3f} after {result['steps']} steps", flush=True)
     results = [r for r in done if (r["budget"], r["max_steps"]) == key and r["sampler"] in names and r["seed"] in seeds]
     print(
-        f"\nbudget {args.budget} tokens or {args.steps} steps, seeds {seeds}, {args.eval_prompts} held-out problems, tiny-arith / arith\n"
+        f"\nbudget {args.budget} tokens or {args.steps} steps, seeds {seeds}, {args.eval_prompts} held-out problems, "
+        "tiny-arith / arith\n"
     )
     print(table(results))
     for failure in failures:
