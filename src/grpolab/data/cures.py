@@ -274,17 +274,20 @@ class CurESSampler(UniformSampler):
         informative = [i for i in order if sigma[i] > 0]
         chosen, queue = informative[:num_prompts], informative[num_prompts:]
         counts: list[int] = []
+        dropped: set[int] = set()
         while chosen:
             # n_i = round(B · N_max · σ_i / Σσ) over the drawn batch; a 0 is dropped and replaced by the next draw
             counts = rollout_allocation(torch.tensor([sigma[i] for i in chosen]), n_max=n_max).tolist()
             zero = {i for i, n in zip(chosen, counts, strict=True) if n == 0}
             if not zero:
                 break
+            dropped |= zero
             chosen = [i for i in chosen if i not in zero] + queue[: len(zero)]
             queue = queue[len(zero) :]
         taken = set(chosen)
-        # too few prompts with σ > 0: fill with the next drawn prompts at N_max each (GRPO's group size)
-        fill = [i for i in order if i not in taken][: num_prompts - len(chosen)]
+        # too few prompts with σ > 0: fill with the next drawn prompts at N_max each (GRPO's group size); a prompt
+        # allocated 0 rollouts stays out (CurES gives it none), so the batch may end up smaller
+        fill = [i for i in order if i not in taken and i not in dropped][: num_prompts - len(chosen)]
         batch = chosen + fill
         counts = counts[: len(chosen)] + [n_max] * len(fill)
         position = {i: p for p, i in enumerate(order)}

@@ -150,7 +150,9 @@ class VASSampler(UniformSampler):
         ``update_every``-step window), else the training batch: ``int(num_prompts · λ)`` weighted rows interleaved
         with uniform ones, ``num_generations`` completions each."""
         self._step = step
-        if self._pending is None and self._refresh_due(step):
+        if self._pending is not None:  # the estimation round was not observed (e.g. asked again): ask it again
+            return Request(list(self._pending), [self.curriculum_rollouts] * len(self._pending))
+        if self._refresh_due(step):
             if self.num_rows <= self.pool_size:
                 pool = list(range(self.num_rows))
             else:

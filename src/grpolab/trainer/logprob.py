@@ -175,8 +175,10 @@ def sequence_grad_norms(
     *,
     temperature: float = 1.0,
 ) -> Tensor:
-    """Per completion, the L2 norm of ∇_W −log π(y|x) for W the model's first trainable tensor (CurES's
-    rollout allocation, as its code ``epic/epic_sampler.py`` measures it). One backward per completion through
+    """Per completion, the L2 norm of ∇_W −log π(y|x) for W the model's first trainable tensor: CurES's rollout
+    allocation, as its code's ``cal_grad_logp`` (``epic/stage_0_init_difficulty_sample_size.py``) measures it. The
+    log-probs are those of the sampling distribution (logits divided by ``temperature``; the code takes raw logits
+    after sampling at 1.0, the same there), EOS included. One backward per completion through
     ``torch.autograd.grad``, so the parameters' ``.grad`` (an accumulating optimizer step) is left untouched.
 
     Returns float [N]. Costs N forward-backward passes: samplers ask for it on their estimation rounds only.
