@@ -82,6 +82,67 @@ def test_more_prompts_than_rows_go_round_the_ranking_again():
     assert sorted(set(rows)) == [0, 1] and rows[:2] == rows[2:4] and rows[4] == rows[0]
 
 
+def test_a_row_twice_in_one_step_pools_its_groups_into_one_update():
+    s = VADESampler(2, seed=0)  # λ1 = 0.2, λ2 = 0.999
+    s.alpha = torch.tensor([3.0, 0.0], dtype=torch.float64)
+    s.beta = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    s.updated = torch.tensor([0, -1])
+    # step 2: row 0 (last updated at step 0, idle for step 1: × 0.999) appears twice, row 1 (never seen) once
+    observe(s, [0, 1, 0], [[1.0, 0.0, 1.0], [0.5, 1.0], [0.0, 0.0]], step=2)
+    # row 0: both groups are evidence of step 2: α = 0.2·(0.999·3) + (2 + 0) = 2.5994, β = 0.2·(0.999·1) + (1 + 2)
+    assert s.alpha.tolist() == pytest.approx([2.5994, 1.5]) and s.beta.tolist() == pytest.approx([3.1998, 0.5])
+    # (updating once per group would give α = 0.2·(0.2·2.997 + 2) + 0 = 0.51988)
+    assert s.updated.tolist() == [2, 2]
+    # a second observation at the same step adds its counts without another λ1 (decay once per step per row)
+    observe(s, [1], [[1.0, 1.0]], step=2)
+    assert s.alpha[1].item() == pytest.approx(3.5) and s.beta[1].item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_repeated_rows_match_a_per_row_pooling_loop(seed):
+    """num_prompts > num_rows: batches repeat rows; a slow per-row loop (pool the step's groups, λ1 once, λ2 for the
+    idle rows every step) gives the same counts."""
+    g = torch.Generator().manual_seed(seed)
+    n, l1, l2 = 3, 0.3, 0.8
+    s = VADESampler(n, seed=seed, decay_selected=l1, decay_unselected=l2)
+    alpha, beta = [0.0] * n, [0.0] * n
+    for step in range(6):
+        rows = s.request(7, 3, step=step).rows
+        assert sorted(set(rows)) == list(range(n))  # every row, some twice or three times
+        sizes = torch.randint(1, 5, (7,), generator=g).tolist()
+        accs = [(torch.rand(k, generator=g) < 0.5).float().tolist() for k in sizes]
+        observe(s, rows, accs, step=step)
+        for row in range(n):
+            groups = [acc for r, acc in zip(rows, accs, strict=True) if r == row]
+            if groups:
+                correct, total = sum(sum(a) for a in groups), sum(len(a) for a in groups)
+                alpha[row], beta[row] = l1 * alpha[row] + correct, l1 * beta[row] + total - correct
+            else:
+                alpha[row], beta[row] = l2 * alpha[row], l2 * beta[row]
+        got_alpha, got_beta = s.counts(step + 1)
+        assert got_alpha.tolist() == pytest.approx(alpha) and got_beta.tolist() == pytest.approx(beta)
+
+
+def test_a_candidate_subset_smaller_than_the_batch_is_enlarged(monkeypatch):
+    import grpolab.data.vade as vade_module
+
+    scored = []
+    real = vade_module.thompson_draw
+
+    def record(alpha, beta, *, generator=None):
+        scored.append(alpha.numel())
+        return real(alpha, beta, generator=generator)
+
+    monkeypatch.setattr(vade_module, "thompson_draw", record)
+    s = VADESampler(100, seed=0, candidates=4)
+    assert len(s.request(3, 2).rows) == 3 and scored[-1] == 4  # the subset as set
+    rows = s.request(8, 2).rows
+    assert scored[-1] == 8 and len(set(rows)) == 8  # enlarged to the batch: 8 distinct rows, no repeats
+    small = VADESampler(6, seed=0, candidates=4)
+    rows = small.request(8, 2).rows  # the batch exceeds the task: every row scored, then round-robin
+    assert scored[-1] == 6 and sorted(set(rows)) == list(range(6)) and rows[6:] == rows[:2]
+
+
 def test_candidate_subsets_are_seeded_and_scoring_every_row_is_fast():
     a, b = VADESampler(1000, seed=3, candidates=10), VADESampler(1000, seed=3, candidates=10)
     assert a.request(4, 2).rows == b.request(4, 2).rows

@@ -7,7 +7,15 @@ import random
 import pytest
 
 from grpolab.data.files import file_task
-from grpolab.rewards.dual import closeness, dual, dual_parts, parse_interval, reference_kind, temporal_iou
+from grpolab.rewards.dual import (
+    answer_text,
+    closeness,
+    dual,
+    dual_parts,
+    parse_interval,
+    reference_kind,
+    temporal_iou,
+)
 from grpolab.rewards.scoring import score_completions
 from grpolab.rewards.verifiers import VERIFIERS
 
@@ -75,10 +83,43 @@ def test_closeness_by_hand():
         ("no interval", None),
         ("only 42", None),
         ("[9, 2]", None),  # backwards: malformed
+        # seconds units
+        ("3.0s to 7.5s", (3.0, 7.5)),
+        ("[3.2s, 7.5s]", (3.2, 7.5)),
+        ("3s-7s", (3.0, 7.0)),
+        ("from 2 sec to 4.5 seconds", (2.0, 4.5)),
+        ("3 sets to 7", None),  # "s" must be a whole unit word, not the start of "sets"
+        # the authors' JSON grounding answer (Temporal-R1 tvg.py), quoted or bare values, keys in any order
+        ('{"start_time": "3.0", "end_time": "7.0"}', (3.0, 7.0)),
+        ('{"end_time": 7.5, "start_time": 2}', (2.0, 7.5)),
+        ("{'start_time': '1.5s', 'end_time': '4s'}", (1.5, 4.0)),
+        ('[1, 2] then {"start_time": "4", "end_time": "6"}', (4.0, 6.0)),  # the last one counts
+        ('{"start_time": "4", "end_time": "6"}, finally 8-9', (8.0, 9.0)),
+        ('{"start_time": 3, "end_time": 7, "note": "1-2"}', (3.0, 7.0)),  # not read twice inside the object
+        ('{"start_time": "later", "end_time": "7"}', None),  # a key without a number: malformed
+        ('{"start_time": "9", "end_time": "2"}', None),  # backwards
+        ('{"start": 3, "end": 7}', None),  # other key names are not a time object
+        # negative time stamps are malformed: the minus is not dropped
+        ("[-1, 5]", None),
+        ("-1 to 5", None),
+        ("3 to -2", None),
+        ("5 - -3", None),
+        ("[\u22121, 5]", None),  # U+2212 minus
+        ("x-1, 5", None),
+        ('{"start_time": "-1.0", "end_time": "5.0"}', None),
+        ("first [1, 2], then [-1, 5]", None),  # the last interval is malformed: no fallback to an earlier one
+        ("[+1, 5]", (1.0, 5.0)),
     ],
 )
 def test_parse_interval(text, expected):
     assert parse_interval(text) == expected
+
+
+def test_answer_text_takes_the_first_answer_pair():
+    assert answer_text("<think>x</think><answer> B </answer>") == " B "
+    assert answer_text("<answer>A</answer> no, <answer>B</answer>") == "A"  # the first pair, as re.search
+    assert answer_text("<answer>\n3 to 7\n</answer>") == "\n3 to 7\n"  # across lines
+    assert answer_text("<answer>B") == "<answer>B" and answer_text("B") == "B"  # no complete pair: everything
 
 
 def test_reference_kinds():
@@ -100,6 +141,9 @@ def test_reference_kinds():
         ("[7, 3]", "auto", "start > end"),
         ([1, 2, 3], "auto", "two numbers"),
         ("no number", "scalar", "holds no number"),
+        ("[-1, 5]", "auto", "negative time stamp"),
+        ([-1, 5], "auto", "negative time stamp"),
+        ("-3-7", "interval", "negative time stamp"),
         ("1", "fuzzy", "mode must be one of"),
     ],
 )
@@ -118,6 +162,24 @@ def test_dual_parts_by_hand():
     assert dual_parts("", "68") == (0.0, 0.0)
     assert dual_parts(" B", "B") == (1.0, 0.0)
     assert dual_parts("C", "B") == (0.0, 0.0)
+    assert dual_parts("[-1, 5]", [0, 5]) == (0.0, 0.0)  # a negative time stamp is a malformed answer
+    assert reference_kind("[3s, 7.5s]") == ("interval", (3.0, 7.5))
+
+
+def test_every_kind_reads_the_answer_tag_content():
+    # text: the authors take the <answer> content first; a bare answer still works
+    assert dual_parts("<think>the cat jumps first</think><answer> B </answer>", "B") == (1.0, 0.0)
+    assert dual_parts("<think>not A</think><answer>A</answer>", "B") == (0.0, 0.0)
+    assert dual_parts("<answer>b</answer>", "B") == (0.0, 0.0)  # exact comparison: case counts
+    # interval: the thinking's intervals do not count, only the answer's last one
+    text = '<think>maybe 1-2, or 3 to 4</think><answer>{"start_time": "5.0", "end_time": "7.0"}</answer>'
+    assert dual_parts(text, [3, 7]) == (0.0, pytest.approx(0.5))  # IoU [5, 7] vs [3, 7] = 2 / 4
+    assert dual_parts("<answer>[3, 7]</answer> then 8-9", [3, 7]) == (1.0, 1.0)
+    assert dual_parts("<think>[3, 7]</think><answer>unsure</answer>", [3, 7]) == (0.0, 0.0)
+    # number: the last number of the answer, not of the whole completion
+    assert dual_parts("<think>68? no</think><answer>70</answer> (2 more)", 68) == (0.0, pytest.approx(1 - 2 / 68))
+    assert dual_parts("<answer>68</answer> checked 3 times", "68") == (1.0, 1.0)
+    assert dual_parts("<think>68</think><answer></answer>", 68) == (0.0, 0.0)
 
 
 def test_dual_reward_weights_parts_and_reads_the_answer_column():

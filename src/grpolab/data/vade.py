@@ -22,6 +22,12 @@ class VADESampler:
     λ₂^(steps since then) when read, which equals decaying every idle row every step (``core.vade.vade_step``).
     Accuracies are counted softly (r = Σ accuracy clamped to [0, 1]); NaN accuracies (failed rewards) are skipped.
 
+    A row may appear more than once in one step's batch (only when ``num_prompts`` exceeds the number of rows; the
+    ranking is then used round-robin). All its groups of one step are evidence of the same step, so they are pooled:
+    α ← λ₁ α + Σ r, β ← λ₁ β + Σ (n − r), the λ₁ decay applied once per step per row (not once per group, which
+    would discount the first group's evidence by λ₁). Rows observed again at a step they were already updated at
+    likewise add their counts without a second λ₁.
+
     Args:
         decay_selected: λ₁, weight the old counts of a rolled-out row keep before its new rollouts are added
             ("fast adaptation"; 0.2 in the paper's framework-figure example, unverified as the training default;
@@ -29,7 +35,9 @@ class VADESampler:
         decay_unselected: λ₂, per-step decay of the counts of rows not rolled out ("gradual decay"; 0.999 in the
             figure's example, unverified as the training default; 1 = none; usually 0.99 to 1).
         candidates: rows scored per step: 0 (default, the paper) scores every row; k > 0 scores a seeded random
-            subset of k rows (for very large datasets; scoring 19,500 rows costs about 4 ms on one CPU core).
+            subset of k rows (for very large datasets; scoring 19,500 rows costs about 4 ms on one CPU core). A
+            subset smaller than the batch is enlarged to max(k, num_prompts) rows (all rows when that reaches the
+            task size), so the batch never repeats a row while the task has enough distinct rows.
 
     >>> s = VADESampler(100, seed=0)
     >>> r = s.request(4, 8, step=0)
@@ -73,14 +81,17 @@ class VADESampler:
     def request(self, num_prompts: int, num_generations: int, *, step: int = 0, total_steps: int = 1) -> Request:
         """The top ``num_prompts`` rows by I(p̃), p̃ a Thompson draw from each candidate's posterior."""
         alpha, beta = self.counts(step)  # [N], [N]
-        if 0 < self.candidates < self.num_rows:
-            pool = torch.randperm(self.num_rows, generator=self._generator)[: self.candidates]  # [C]
+        # a candidate subset smaller than the batch would repeat rows although enough distinct ones exist: enlarge
+        # it to the batch (documented choice; the paper scores every row, so it is never smaller there)
+        num_candidates = max(self.candidates, num_prompts) if self.candidates > 0 else self.num_rows
+        if num_candidates < self.num_rows:
+            pool = torch.randperm(self.num_rows, generator=self._generator)[:num_candidates]  # [C]
         else:
             pool = torch.arange(self.num_rows)  # [C = N]
         draws = thompson_draw(alpha[pool], beta[pool], generator=self._generator)  # [C]
         scores = info_gain(draws)  # [C]
         order = select_top(scores, pool.numel())  # [C] best first
-        # more prompts than candidates (tiny tasks): go round the ranking again
+        # more prompts than rows (tiny tasks): go round the ranking again (observe pools the repeats' evidence)
         picked = order[torch.arange(num_prompts) % order.numel()]  # [B]
         rows = pool[picked]  # [B]
         self._metrics = {
@@ -91,23 +102,35 @@ class VADESampler:
         return Request(rows.tolist(), [num_generations] * num_prompts)
 
     def observe(self, obs: Observation) -> list[bool]:
-        """Update the rolled-out rows' posteriors from their accuracies; every group is kept."""
+        """Update the rolled-out rows' posteriors from their accuracies; every group is kept.
+
+        The groups of one row are pooled first (a row requested twice in one step gets ONE update with the summed
+        counts: α ← λ₁ α + r₁ + r₂), since they are evidence of the same step."""
+        pooled: dict[int, list[float]] = {}  # row -> [Σ correct, Σ valid rollouts] over this step's groups
         for row, acc in zip(obs.rows, obs.accuracies, strict=True):
             acc = acc.detach().double().cpu()  # [G]
             acc = acc[~torch.isnan(acc)].clamp(0.0, 1.0)  # [G'] failed rewards carry no evidence
-            idle = (obs.step - 1 - self.updated[row : row + 1]).clamp(min=0)  # [1]
-            alpha, beta = decay_counts(
-                self.alpha[row : row + 1], self.beta[row : row + 1], idle, decay_unselected=self.decay_unselected
-            )  # [1], [1] the counts as this step saw them
-            new_alpha, new_beta = update_counts(
-                alpha,
-                beta,
-                acc.sum().reshape(1),
-                torch.tensor([float(acc.numel())], dtype=torch.float64),
-                decay_selected=self.decay_selected,
-            )  # [1], [1]
-            self.alpha[row], self.beta[row] = new_alpha[0], new_beta[0]
-            self.updated[row] = obs.step
+            counts = pooled.setdefault(int(row), [0.0, 0.0])
+            counts[0] += acc.sum().item()
+            counts[1] += float(acc.numel())
+        if not pooled:
+            return []
+        rows = torch.tensor(list(pooled), dtype=torch.long)  # [M] distinct rows
+        correct = torch.tensor([c for c, _ in pooled.values()], dtype=torch.float64)  # [M]
+        total = torch.tensor([n for _, n in pooled.values()], dtype=torch.float64)  # [M]
+        correct = torch.minimum(correct, total)  # [M] guard float round-off of the soft sums
+        idle = (obs.step - 1 - self.updated[rows]).clamp(min=0)  # [M] steps sat out since the last update
+        alpha, beta = decay_counts(
+            self.alpha[rows], self.beta[rows], idle, decay_unselected=self.decay_unselected
+        )  # [M], [M] the counts as this step saw them
+        # λ₁ once per step per row: a row already updated at this step (a second observe of the same step) only
+        # adds its new counts
+        again = self.updated[rows] == obs.step  # [M]
+        new_alpha, new_beta = update_counts(alpha, beta, correct, total, decay_selected=self.decay_selected)  # [M], [M]
+        add_alpha, add_beta = update_counts(alpha, beta, correct, total, decay_selected=1.0)  # [M], [M]
+        self.alpha[rows] = torch.where(again, add_alpha, new_alpha)  # [M]
+        self.beta[rows] = torch.where(again, add_beta, new_beta)  # [M]
+        self.updated[rows] = obs.step
         return [True] * len(obs.rows)
 
     def metrics(self) -> dict[str, float]:

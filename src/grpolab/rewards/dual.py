@@ -8,18 +8,24 @@ that scores one completion against one reference as
 
     reward = discrete_weight · discrete + continuous_weight · continuous
 
-where the reference decides what the two parts are (``mode="auto"``):
+where the reference decides what the two parts are (``mode="auto"``). What is scored is the completion's ANSWER:
+the content of its first ``<answer>...</answer>`` pair when it has one (as the authors' reward functions read it,
+Temporal-R1 ``tvg.py`` / ``r1v.py``: ``re.search(r"<answer>(.*?)</answer>", ...)``; here across lines), else the
+whole completion. The same answer text feeds all three kinds:
 
-- an interval reference (``[3, 7]``, ``"[3.0, 7.5]"``, ``"3-7"``, ``"3,7"``, ``"3 to 7"``): continuous = temporal IoU
-  of the LAST interval in the completion with the reference (the paper's grounding reward); discrete = 1 when both
-  end points equal the reference's (within the tolerances), so on real timestamps the reward is essentially the
-  paper's IoU-only grounding reward;
-- a number (``68``, ``"-22"``, GSM8K's ``"... #### 72"``): discrete = the last number of the completion equals the
+- an interval reference (``[3, 7]``, ``"[3.0, 7.5]"``, ``"3-7"``, ``"3,7"``, ``"3 to 7"``, ``"[3s, 7s]"``): continuous
+  = temporal IoU of the LAST interval in the answer with the reference (the paper's grounding reward; the answer may
+  be written in any form ``parse_interval`` reads, the authors' ``{"start_time": "3.0", "end_time": "7.0"}``
+  included); discrete = 1 when both end points equal the reference's (within the tolerances), so on real timestamps
+  the reward is essentially the paper's IoU-only grounding reward;
+- a number (``68``, ``"-22"``, GSM8K's ``"... #### 72"``): discrete = the last number of the answer equals the
   reference (as the ``numeric`` verifier); continuous = ``closeness`` = 1 − min(1, |pred − ref| / (scale · max(1,
   |ref|))), a graded score in [0, 1] for near misses. This scalar case is grpolab's extension so that the dual
   reward applies to numeric tasks such as the built-in ``arith`` (the paper has no scalar answers);
-- any other text (a multiple-choice letter ``"B"``): discrete = the stripped completion equals the stripped
-  reference (the paper's VideoQA reward); there is no continuous part (it contributes 0).
+- any other text (a multiple-choice letter ``"B"``): discrete = the stripped answer equals the stripped reference,
+  exactly (case and spelling included). This is a stricter stand-in for the authors' VideoQA accuracy, which grades
+  the answer with mathruler's ``grade_answer`` (normalised comparison; Temporal-R1 ``r1v_accuracy_reward``); there
+  is no continuous part (it contributes 0).
 
 A completion in which no interval / number can be read scores 0.0 (both parts: a malformed answer is the policy's
 mistake, not a data error). A reference that cannot be read in the mode asked for raises ``ValueError`` (a data
@@ -45,15 +51,29 @@ from grpolab.rewards.verifiers import VERIFIERS, VerifierReward, last_number
 #: How the reference is read: "auto" decides from the reference itself (interval, then number, then text).
 MODES = ("auto", "interval", "scalar", "text")
 
-# Time stamps are non-negative, so "-" can separate the two end points ("3-7") without reading "-7" as a number.
-_TIME = r"\d+(?:\.\d+)?|\.\d+"
+# A time stamp: a decimal number. Time stamps are non-negative, so "-" can separate the two end points ("3-7"); an
+# explicit sign is still read (hyphen-minus, plus, U+2212 minus) so that a negative stamp ("[-1, 5]", "3 to -2") is
+# recognised as malformed instead of losing its minus sign.
+_SIGN = "[-+\u2212]"
+_TIME = rf"{_SIGN}?(?:\d+(?:\.\d+)?|\.\d+)"
+# An optional seconds unit after a stamp: "3.2s", "3.2 sec", "3.2 seconds".
+_UNIT = r"(?:\s*(?:s|secs?|seconds?)\b)?"
 # Between the end points: a comma, semicolon, hyphen / en dash / em dash, or the word "to" (spaces allowed).
 _SEP = r"\s*(?:,|;|-|\u2013|\u2014|\bto\b)\s*"
-# Not glued to a preceding word character or decimal point ("v2-3" and "1.5-2" must not read "2-3" / "5-2"), and
-# not followed by more digits ("3-7.5" is 3 to 7.5; a sentence's full stop after the end point is fine).
-_INTERVAL_RE = re.compile(rf"(?<![\w.])(?P<start>{_TIME}){_SEP}(?P<end>{_TIME})(?!\.?\d)")
+# Not glued to a preceding word character, decimal point, sign or dash ("v2-3", "1.5-2" and "x-1, 5" must not read
+# "2-3" / "5-2" / "1, 5"), and the end not followed by more digits ("3-7.5" is 3 to 7.5; a sentence's full stop
+# after the end point is fine).
+_INTERVAL_RE = re.compile(
+    rf"(?<![\w.+\-\u2212\u2013\u2014])(?P<start>{_TIME}){_UNIT}{_SEP}(?P<end>{_TIME})(?!\.?\d){_UNIT}"
+)
 # A reference that IS an interval: optional brackets around two time stamps, nothing else.
-_WHOLE_INTERVAL_RE = re.compile(rf"\s*[\[(]?\s*(?P<start>{_TIME}){_SEP}(?P<end>{_TIME})\s*[\])]?\s*")
+_WHOLE_INTERVAL_RE = re.compile(rf"\s*[\[(]?\s*(?P<start>{_TIME}){_UNIT}{_SEP}(?P<end>{_TIME}){_UNIT}\s*[\])]?\s*")
+# The authors' grounding answer (Temporal-R1 tvg.py): a JSON object {"start_time": "3.0", "end_time": "7.0"}. Any
+# brace block without nested braces that names both keys is read; values may be quoted or bare, with a unit.
+_BLOCK_RE = re.compile(r"\{[^{}]*\}")
+_KEY_RE = re.compile(rf"""["']?(?P<key>start_time|end_time)["']?\s*:\s*["']?\s*(?P<value>{_TIME})?""")
+# The answer of a completion: the content of the first <answer>...</answer> pair (the authors' extraction).
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _WHOLE_NUMBER_RE = re.compile(r"\s*[-+]?(?:\d+(?:\.\d+)?|\.\d+)\s*")
 
 
@@ -103,23 +123,80 @@ def closeness(pred: float, ref: float, *, scale: float = 1.0) -> float:
     return 1.0 - min(1.0, abs(pred - ref) / (scale * max(1.0, abs(ref))))
 
 
-def parse_interval(text: str) -> tuple[float, float] | None:
-    """The LAST interval written in ``text`` as ``(start, end)``, or None when there is none or it runs backwards.
+def _stamp(text: str) -> float:
+    """A time stamp matched by ``_TIME`` as a float (U+2212 minus read as "-")."""
+    return float(text.replace("\u2212", "-"))
 
-    Understands ``[s, e]``, ``(s, e)``, ``s-e`` (hyphen, en or em dash), ``s,e``, ``s; e`` and ``s to e`` with
-    non-negative decimal time stamps. In this reading ``1,234`` is the interval (1, 234), never a thousands-separated
-    number. An interval with start > end counts as malformed (None).
+
+def _checked(start: float, end: float) -> tuple[float, float] | None:
+    """The interval, or None when a stamp is negative or it runs backwards (malformed)."""
+    return (start, end) if 0.0 <= start <= end else None
+
+
+def _json_interval(block: str) -> tuple[float, float] | bool | None:
+    """A brace block as an interval: False when it does not name both keys (not a time object), None when it does
+    but a value is not a non-negative number or the interval runs backwards (malformed), else (start, end)."""
+    values: dict[str, str | None] = {}
+    for m in _KEY_RE.finditer(block):
+        values.setdefault(m.group("key"), m.group("value"))  # the first occurrence of each key counts
+    if len(values) < 2:
+        return False
+    if values["start_time"] is None or values["end_time"] is None:
+        return None
+    return _checked(_stamp(values["start_time"]), _stamp(values["end_time"]))
+
+
+def answer_text(text: str) -> str:
+    """The answer of a completion: the content of its first ``<answer>...</answer>`` pair, else the whole text.
+
+    The authors' reward functions (Temporal-R1 ``tvg.py`` / ``r1v.py``) read the answer the same way (first pair,
+    ``re.search``); here the content may span lines. An unclosed ``<answer>`` counts as no pair.
+
+    >>> answer_text("<think>maybe A</think><answer> B </answer>"), answer_text("B")
+    (' B ', 'B')
+    """
+    m = _ANSWER_RE.search(text)
+    return m.group(1) if m is not None else text
+
+
+def parse_interval(text: str) -> tuple[float, float] | None:
+    """The LAST interval written in ``text`` as ``(start, end)``, or None when there is none or it is malformed.
+
+    Accepted forms (time stamps are decimal numbers, optionally followed by a seconds unit ``s`` / ``sec`` /
+    ``seconds``):
+
+    - ``[s, e]``, ``(s, e)``, ``s-e`` (hyphen, en or em dash), ``s,e``, ``s; e`` and ``s to e``, with or without
+      units: ``"3.0s to 7.5s"``, ``"[3.2s, 7.5s]"``, ``"3 sec - 7 sec"``;
+    - the authors' grounding answer (Temporal-R1 ``tvg.py``), a JSON object naming ``start_time`` and ``end_time``:
+      ``{"start_time": "3.0", "end_time": "7.0"}`` (values quoted or bare, keys in any order, other keys ignored).
+
+    In this reading ``1,234`` is the interval (1, 234), never a thousands-separated number. Time stamps are
+    non-negative: when the last interval has a negative stamp (``[-1, 5]``, ``3 to -2``) or runs backwards (start >
+    end), it is malformed and the result is None (an earlier interval is not used instead).
 
     >>> parse_interval("The event is at [3.2, 7.5] seconds"), parse_interval("from 1 to 4, then 6-9")
     ((3.2, 7.5), (6.0, 9.0))
-    >>> parse_interval("no times here"), parse_interval("[9, 2]")
-    (None, None)
+    >>> parse_interval('{"start_time": "3.0", "end_time": "7.0"}'), parse_interval("3.0s to 7.5s")
+    ((3.0, 7.0), (3.0, 7.5))
+    >>> parse_interval("no times here"), parse_interval("[9, 2]"), parse_interval("[-1, 5]")
+    (None, None, None)
     """
-    matches = list(_INTERVAL_RE.finditer(text))
-    if not matches:
+    # candidates: (position, interval or None for malformed); JSON time objects first, then the plain forms outside
+    # them (a JSON object's values must not be read a second time as a plain interval)
+    candidates: list[tuple[int, tuple[float, float] | None]] = []
+    spans: list[tuple[int, int]] = []
+    for block in _BLOCK_RE.finditer(text):
+        parsed = _json_interval(block.group(0))
+        if parsed is not False:
+            candidates.append((block.start(), parsed))
+            spans.append(block.span())
+    for m in _INTERVAL_RE.finditer(text):
+        if any(lo <= m.start() < hi for lo, hi in spans):
+            continue
+        candidates.append((m.start(), _checked(_stamp(m.group("start")), _stamp(m.group("end")))))
+    if not candidates:
         return None
-    start, end = float(matches[-1].group("start")), float(matches[-1].group("end"))
-    return (start, end) if start <= end else None
+    return max(candidates, key=lambda c: c[0])[1]
 
 
 def _strip_gsm8k(reference: str) -> str:
@@ -134,9 +211,11 @@ def _is_number(value: Any) -> bool:
 def reference_kind(reference: Any, mode: str = "auto") -> tuple[str, Any]:
     """How a reference is scored: ``("interval", (s, e))``, ``("scalar", x)`` or ``("text", str)``.
 
-    ``mode="auto"``: a pair of numbers or a string that is exactly an interval (see ``parse_interval``) is an
-    interval; a number, or a string that is exactly a number (after GSM8K's "####" cut), is a scalar; anything else
-    is text. Other modes force the reading and raise ``ValueError`` when the reference does not fit it.
+    ``mode="auto"``: a pair of numbers or a string that is exactly an interval (two time stamps in one of
+    ``parse_interval``'s plain forms, optionally bracketed) is an interval, and raises ``ValueError`` when a stamp is
+    negative or start > end (a data error); a number, or a string that is exactly a number (after GSM8K's "####"
+    cut), is a scalar; anything else is text. Other modes force the reading and raise ``ValueError`` when the
+    reference does not fit it.
 
     >>> reference_kind([3, 7]), reference_kind("-22"), reference_kind("B"), reference_kind("3-7")
     (('interval', (3.0, 7.0)), ('scalar', -22.0), ('text', 'B'), ('interval', (3.0, 7.0)))
@@ -172,7 +251,9 @@ def _reference_interval(reference: Any) -> tuple[float, float] | None:
         m = _WHOLE_INTERVAL_RE.fullmatch(str(reference))
         if m is None:
             return None
-        start, end = float(m.group("start")), float(m.group("end"))
+        start, end = _stamp(m.group("start")), _stamp(m.group("end"))
+    if start < 0 or end < 0:
+        raise ValueError(f"dual verifier: the reference interval {reference!r} has a negative time stamp")
     if not start <= end:
         raise ValueError(f"dual verifier: the reference interval {reference!r} has start > end")
     return start, end
@@ -183,13 +264,18 @@ def dual_parts(
 ) -> tuple[float, float]:
     """``(discrete, continuous)`` of one completion text against one reference (see the module docstring).
 
-    Interval: (end points equal, temporal IoU); scalar: (last number equals, ``closeness``); text: (stripped texts
-    equal, 0.0). A completion with no readable interval / number gives (0.0, 0.0).
+    Every kind reads the completion's answer, ``answer_text(text)`` (the first ``<answer>...</answer>`` content when
+    the tag pair is present, else the whole text). Interval: (end points equal, temporal IoU of the answer's last
+    interval); scalar: (the answer's last number equals, ``closeness``); text: (stripped answer equals the stripped
+    reference exactly, 0.0). An answer with no readable interval / number gives (0.0, 0.0).
 
     >>> dual_parts("[1, 5]", "[3, 7]"), dual_parts("70", 68), dual_parts(" B ", "B"), dual_parts("soon", "[3, 7]")
     ((0.0, 0.3333333333333333), (0.0, 0.9705882352941176), (1.0, 0.0), (0.0, 0.0))
+    >>> dual_parts("<think>A or B</think><answer>B</answer>", "B"), dual_parts("<answer>3 to 7</answer> 9", 7)
+    ((1.0, 0.0), (1.0, 1.0))
     """
     kind, ref = reference_kind(reference, mode)
+    text = answer_text(text)
     if kind == "interval":
         pred = parse_interval(text)
         if pred is None:
