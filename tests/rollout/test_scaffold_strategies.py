@@ -99,7 +99,7 @@ def test_scaf_grpo_rescues_each_hard_group_with_its_minimal_correct_level_in_pla
     prompts = decoded_prompts(t, out.gen)
     assert prompts[0] == "(68) 23+45=" and prompts[8] == "(42) 50-8="  # trained under its hinted prompt
     assert prompts[1] == "23+45=" and prompts[4] == "7+2="
-    assert out.extras["off_policy"].tolist() == [i in (0, 8) for i in range(12)]
+    assert not out.extras["off_policy"].any()  # sampled under the hinted prompt it is trained under: on-policy
     assert out.extras["hint_level"].tolist() == [2 if i in (0, 8) else 0 for i in range(12)]
     keep = [i for i in range(12) if i not in (0, 8)]  # untouched rows: the same reward, tokens and prompt
     assert torch.equal(out.reward[keep], sampled.reward[keep])
@@ -162,7 +162,7 @@ def test_scaf_grpo_preset_trains_with_rescued_rows_from_step_zero(tmp_path):
     t = trainer(tmp_path, "scaf", algo="scaf_grpo", rollout=[{"name": "scaf_grpo", "params": {"warmup_steps": 0}}])
     batch = t.rollout_batch()
     assert batch.metrics["scaf/rescued_frac"] == 1.0 and batch.metrics["scaf/mean_level"] == 2.0
-    off = batch.rollout.extras["off_policy"]
+    off = batch.rollout.extras["hint_level"] > 0  # the rescued rows
     assert int(off.sum()) == int(batch.metrics["scaf/hard_frac"] * t.config.num_prompts)
     assert (batch.advantages[off].sum(-1) > 0).all() and (batch.advantages[~off].sum(-1) <= 0).all()
     assert torch.isfinite(torch.tensor(t.update(batch)["loss"]))

@@ -137,9 +137,9 @@ def scaf_grpo(
 
     The rescuing completion keeps its hinted prompt ids (``train_prompt="hinted"``, the released script's
     ``replace_hint_prompt=False``: tensors and prompt are copied) or is trained under the plain prompt
-    (``"original"``, the code's ``replace_hint_prompt=True``). Either way it was sampled under another prompt than
-    the group's, so ``extras["off_policy"]`` is True for it; ``extras["hint_level"]`` (long, 0 = none) holds its
-    level. Its group is the hard group, so the GRPO advantage gives it the positive value and the failures negative.
+    (``"original"``, the code's ``replace_hint_prompt=True``). Only in the second case is it off-policy (sampled
+    under another prompt than the one it is trained under), so ``extras["off_policy"]`` is True for it then and
+    False with ``"hinted"``; ``extras["hint_level"]`` (long, 0 = none) holds its level. Its group is the hard group, so the GRPO advantage gives it the positive value and the failures negative.
 
     Args:
         step: run argument (training steps completed before this one).
@@ -221,7 +221,8 @@ def scaf_grpo(
         gen=gen,
         group=group[replace_at],  # [R]: the hard group
         extras={
-            "off_policy": torch.ones(R, dtype=torch.bool, device=device),  # [R]: sampled under the hinted prompt
+            # [R]: off-policy only when trained under another prompt than the hinted one it was sampled with
+            "off_policy": torch.full((R,), train_prompt == "original", dtype=torch.bool, device=device),
             "hint_level": levels_t[take],  # [R]
         },
     )
