@@ -139,7 +139,8 @@ def scaf_grpo(
     ``replace_hint_prompt=False``: tensors and prompt are copied) or is trained under the plain prompt
     (``"original"``, the code's ``replace_hint_prompt=True``). Only in the second case is it off-policy (sampled
     under another prompt than the one it is trained under), so ``extras["off_policy"]`` is True for it then and
-    False with ``"hinted"``; ``extras["hint_level"]`` (long, 0 = none) holds its level. Its group is the hard group, so the GRPO advantage gives it the positive value and the failures negative.
+    False with ``"hinted"``; ``extras["hint_level"]`` (long, 0 = none) holds its level. Its group is the hard
+    group, so the GRPO advantage gives it the positive value and the failures negative.
 
     Args:
         step: run argument (training steps completed before this one).
