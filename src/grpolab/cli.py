@@ -1,4 +1,4 @@
-"""The ``grpolab`` command line: train, eval, algorithms."""
+"""The ``grpolab`` command line: train, sft, eval, algorithms."""
 
 from __future__ import annotations
 
@@ -54,6 +54,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sft(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from grpolab.trainer.loop import NonFiniteLossError
+    from grpolab.trainer.sft import SFT_FIELDS, SFTTrainer, parse_sft_value, resolve_sft
+
+    hf_logging.disable_progress_bar()  # grpolab shows one progress bar; hide the loading / saving bars
+    try:  # everything that can be checked fails here, before any work starts
+        overrides = {name: parse_sft_value(name, getattr(args, name)) for name in SFT_FIELDS if hasattr(args, name)}
+        config = resolve_sft(args.config, overrides)
+        trainer = SFTTrainer(config)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
+        print(f"grpolab sft: {e}", file=sys.stderr)
+        return 2
+    try:
+        metrics = trainer.run()
+    except NonFiniteLossError as e:
+        print(f"grpolab sft: {e}", file=sys.stderr)
+        return 1
+    summary = {k: v for k, v in metrics.items() if k.startswith("eval/") or k in ("step", "loss")}
+    print(f"run folder: {trainer.run_dir}")
+    if config.save_model:
+        print(f"model: {trainer.model_dir}  (grpolab train --model {trainer.model_dir} ...)")
+    print(json.dumps(summary))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     import torch
     import yaml
@@ -94,6 +121,20 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_sft_options(parser: argparse.ArgumentParser) -> None:
+    from grpolab.trainer.sft import SFT_FIELDS
+
+    parser.add_argument("--config", help="YAML file of options (overridden by the options given here)")
+    group = parser.add_argument_group("options (YAML syntax for lists and mappings)")
+    for name, f in SFT_FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        extra = {"nargs": "?", "const": "true"} if f.type in ("bool", bool) else {}
+        group.add_argument(
+            flag, dest=name, default=argparse.SUPPRESS, metavar="V", help=f"{f.metadata['help']} [{default}]", **extra
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO-family RL post-training as composable parts.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_options(train)
     train.set_defaults(run=_train)
+
+    sft = sub.add_parser(
+        "sft",
+        help="supervised fine-tuning on a task's rows (TON's thought-dropout cold start: --thought-dropout 0.5)",
+        description="Supervised fine-tuning: next-token cross-entropy on the completion tokens of a task's training "
+        "rows, greedy held-out accuracy at the start and end, the model saved to <output_dir>/<name>/model for "
+        "`grpolab train --model`. TON's first stage: grpolab sft --task arith_think --thought-dropout 0.5",
+    )
+    _add_sft_options(sft)
+    sft.set_defaults(run=_sft)
 
     ev = sub.add_parser("eval", help="pass@1 and pass@k of a model on a task's held-out prompts")
     ev.add_argument("--model", default="tiny-arith", help="built-in name or a local Hugging Face folder [tiny-arith]")
