@@ -337,3 +337,16 @@ def test_a_generation_budget_stops_the_run_and_is_logged(tmp_path):
     assert (tmp_path / "run" / "final" / "config.json").is_file()
     with pytest.raises(ValueError, match="max-generated-tokens"):
         resolve(None, {**TINY, "max_generated_tokens": -1})
+
+
+def test_the_generation_limit_defaults_to_the_tasks_suggestion(tmp_path):
+    overrides = {k: v for k, v in TINY.items() if k != "max_new_tokens"}
+    think = Trainer(resolve(None, {**overrides, "task": "arith_think", "output_dir": str(tmp_path), "name": "a"}))
+    plain = Trainer(resolve(None, {**overrides, "task": "arith", "output_dir": str(tmp_path), "name": "b"}))
+    given = Trainer(
+        resolve(None, {**overrides, "task": "arith_think", "max_new_tokens": 5, "output_dir": str(tmp_path)})
+    )
+    assert (think.config.max_new_tokens, plain.config.max_new_tokens, given.config.max_new_tokens) == (24, 8, 5)
+    assert "max_new_tokens: 24" in (tmp_path / "a" / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="max-new-tokens"):
+        resolve(None, {"max_new_tokens": 0})

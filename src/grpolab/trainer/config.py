@@ -20,6 +20,9 @@ from grpolab.algorithms import PRESETS, Part, Preset
 from grpolab.core.aggregation import AGGREGATIONS
 from grpolab.data.sampler import SAMPLERS
 
+#: The generation limit when neither the run nor the task sets one (the built-in arith answers take <= 4 tokens).
+DEFAULT_MAX_NEW_TOKENS = 8
+
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
     """A dataclass field with its help text (shown by ``grpolab train --help`` and in docs)."""
@@ -67,7 +70,11 @@ class TrainConfig:
     sampler_args: dict = opt({}, "hyper-parameters of the sampler, e.g. {max_rounds: 10, oversample: 3} for dynamic")
     num_prompts: int = opt(16, "prompts per step P (usually 8 to 512)")
     num_generations: int = opt(8, "completions per prompt G (GRPO paper 64; usually 4 to 16)")
-    max_new_tokens: int = opt(8, "generation limit per completion; also Dr. GRPO's constant and DAPO's L_max")
+    max_new_tokens: int | None = opt(
+        None,
+        "generation limit per completion; also Dr. GRPO's constant and DAPO's L_max (default: the task's suggestion, "
+        "task.info['max_new_tokens'], e.g. 24 for arith_think; else 8)",
+    )
     temperature: float = opt(1.0, "sampling temperature of rollouts (usually 0.6 to 1.2); log-probs use the same")
     top_p: float = opt(1.0, "nucleus sampling threshold (1 = off; usually 0.9 to 1)")
     top_k: int = opt(0, "top-k sampling (0 = off)")
@@ -155,11 +162,13 @@ CHOICES = {
 }
 
 
-def parse_value(name: str, text: str) -> Any:
-    """A command-line string as the field's type (YAML syntax for lists and dicts)."""
-    if name not in FIELDS:
-        raise ValueError(f"unknown option --{name.replace('_', '-')}; see grpolab train --help")
-    kind = str(FIELDS[name].type)
+def parse_value(name: str, text: str, fields: dict[str, Any] | None = None, command: str = "train") -> Any:
+    """A command-line string as the field's type (YAML syntax for lists and dicts); ``fields`` are the options of
+    ``grpolab <command>`` (default: ``train``'s)."""
+    fields = FIELDS if fields is None else fields
+    if name not in fields:
+        raise ValueError(f"unknown option --{name.replace('_', '-')}; see grpolab {command} --help")
+    kind = str(fields[name].type)
     try:
         if kind in ("int", "float"):  # YAML would read "5e-4" as a string: numbers are parsed as numbers
             return int(text) if kind == "int" else float(text)
@@ -203,7 +212,6 @@ def validate(config: TrainConfig) -> None:
     positive = [
         "num_prompts",
         "num_generations",
-        "max_new_tokens",
         "steps",
         "num_iterations",
         "minibatches",
@@ -218,6 +226,12 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if config.max_new_tokens is not None and (
+        not isinstance(config.max_new_tokens, int)
+        or isinstance(config.max_new_tokens, bool)
+        or config.max_new_tokens < 1
+    ):
+        raise ValueError(f"--max-new-tokens must be a positive integer, got {config.max_new_tokens!r}")
     for name in ("eval_every", "save_every", "warmup_steps", "max_generated_tokens"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:

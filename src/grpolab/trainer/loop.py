@@ -42,7 +42,7 @@ from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend
 from grpolab.trainer import checkpoint
-from grpolab.trainer.config import TrainConfig, to_dict
+from grpolab.trainer.config import DEFAULT_MAX_NEW_TOKENS, TrainConfig, to_dict
 from grpolab.trainer.logprob import ValueHead, completion_outputs, sequence_grad_norms
 from grpolab.trainer.plot import plot_run
 
@@ -74,6 +74,8 @@ class Trainer:
         torch.manual_seed(config.seed)
 
         self.task: Task = TASKS[config.task](**config.task_args)
+        if config.max_new_tokens is None:  # the task's suggestion (arith_think's thoughts need 22 tokens)
+            config.max_new_tokens = int(self.task.info.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[config.dtype]
         self.model, self.tokenizer = load_policy(config.model, dtype=dtype, seed=config.seed)
         # The reference model is loaded only when a part reads ref_logp (a KL term).
@@ -102,7 +104,9 @@ class Trainer:
             params, lr=config.learning_rate, betas=tuple(config.adam_betas), weight_decay=config.weight_decay
         )
         total_updates = config.steps * config.num_iterations * config.minibatches
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, total_updates))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(config.lr_schedule, config.warmup_steps, total_updates)
+        )
         self.sampler = SAMPLERS[config.sampler](len(self.task.train), seed=config.seed, **config.sampler_args)
         self.engine = HFEngine(
             self.tokenizer,
@@ -153,7 +157,7 @@ class Trainer:
         last: dict[str, float] = {}
         if self.step == 0:
             last = self._log({"step": 0, **self.evaluate()})
-        progress = _progress(config, initial=self.step)
+        progress = progress_bar(config.progress, config.steps, str(config.name), initial=self.step)
         try:
             while self.step < config.steps:
                 self._rng_at_step_start = checkpoint.rng_state()
@@ -680,16 +684,17 @@ def pass_at_k(correct: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- setup helpers
-def _schedule(config: TrainConfig, total: int):
-    warm = config.warmup_steps
+def lr_factor(schedule: str, warmup: int, total: int):
+    """The learning-rate multiplier of optimizer step ``i``: linear warm-up over ``warmup`` steps, then
+    ``schedule`` (constant, linear to 0, or cosine to 0) over the remaining ``total - warmup``."""
 
     def factor(i: int) -> float:
-        if warm and i < warm:
-            return (i + 1) / warm
-        progress = min(1.0, (i - warm) / max(1, total - warm))
-        if config.lr_schedule == "linear":
+        if warmup and i < warmup:
+            return (i + 1) / warmup
+        progress = min(1.0, (i - warmup) / max(1, total - warmup))
+        if schedule == "linear":
             return 1.0 - progress
-        if config.lr_schedule == "cosine":
+        if schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * progress))
         return 1.0
 
@@ -711,12 +716,13 @@ def _fp32(x: torch.Tensor | None) -> torch.Tensor | None:
     return None if x is None else x.detach().float()
 
 
-def _progress(config: TrainConfig, initial: int):
-    if not config.progress:
+def progress_bar(enabled: bool, total: int, name: str, initial: int = 0):
+    """A tqdm bar over ``total`` steps, or a silent stand-in when ``enabled`` is False."""
+    if not enabled:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=config.steps, initial=initial, desc=str(config.name), dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=name, dynamic_ncols=True)
 
 
 class _NoProgress:
