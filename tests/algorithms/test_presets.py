@@ -240,6 +240,16 @@ ELSEWHERE = {
     "aepo": ("tests/core/test_aepo.py", "aepo"),
     "tppo": ("tests/core/test_egae.py", "egae"),
     "capo": ("tests/core/test_curvature.py", "capo"),
+    "dual_reward": ("tests/data/test_variance_select.py", "dual_reward"),
+    "ton": ("tests/data/test_thought_dropout.py", "ton"),
+    "vas": ("tests/data/test_vas.py", "vas"),
+    "drpo": ("tests/core/test_reset.py", "drpo"),
+    "vade": ("tests/data/test_vade.py", "vade"),
+    "hard_mining": ("tests/data/test_hard_mining.py", "hard_mining"),
+    "icpo": ("tests/core/test_mixed_policy.py", "icpo"),
+    "scaf_grpo": ("tests/core/test_scaffold.py", "scaf_grpo"),
+    "reg_grpo_aug": ("tests/core/test_scaffold.py", "reg_grpo_aug"),
+    "cures": ("tests/data/test_cures.py", "cures"),
 }
 
 
