@@ -25,6 +25,7 @@ the next draw, N_max each when every σ is 0, counts updated by training groups,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import Counter
@@ -780,6 +781,13 @@ def test_trainer_cures_round_measures_each_completions_gradient_norm(tmp_path):
     backward of that prompt's text + that completion's token ids gives; the training round has the allocated sizes."""
     try:
         trainer, seen = tiny_trainer("cures", {"pool_size": 3, "n_min": 3, "n_max": 4}, tmp_path)
+        request = trainer.sampler.request  # cures measures gradient norms only: ask for the token ids as well
+
+        def with_ids(*args, **kwargs):
+            r = request(*args, **kwargs)
+            return dataclasses.replace(r, measure=r.measure | {"completions"})
+
+        trainer.sampler.request = with_ids
         batch, _ = trainer._sample_batch()
         (est, est_keep), (train, train_keep) = seen
         assert est_keep == [False] * 3 and train_keep == [True] * len(train.rows)

@@ -263,7 +263,7 @@ class _EstimatingSampler(UniformSampler):
         if self.requests == self.fail_at:
             raise RuntimeError("sampler boom")
         if self.requests % 2 == 1:
-            return Request(self.next(2), [3, 3], measure=frozenset({"grad_norms"}))
+            return Request(self.next(2), [3, 3], measure=frozenset({"grad_norms", "completions"}))
         return Request(self.next(num_prompts), [num_generations] * num_prompts)
 
     def observe(self, obs):
@@ -289,11 +289,12 @@ def test_estimation_rounds_do_not_train_but_count_as_generated_and_see_gradient_
     assert batch.metrics["sampler/rounds"] == 2 and batch.metrics["sampler/groups_generated"] == 4
     assert batch.rollout.batch_size == 8  # the training round's 2 groups of 4 only
     assert [len(c) for c in estimation.completions] == [3, 3] and training.grad_norms is None
+    assert training.completions == []  # not measured: the trainer does not build token lists for nothing
     assert [g.shape for g in estimation.grad_norms] == [torch.Size([3])] * 2
     assert all(bool((g > 0).all()) for g in estimation.grad_norms)
     assert all(p.grad is None for p in t.model.parameters())  # measuring left the optimizer's gradients alone
-    lengths = [len(ids) for group in [*estimation.completions, *training.completions] for ids in group]
-    assert t.generated_tokens == sum(lengths)  # both rounds count
+    lengths = [len(ids) for group in estimation.completions for ids in group]
+    assert t.generated_tokens == sum(lengths) + int(batch.gen.completion_mask.sum())  # both rounds count
     assert 0.0 <= batch.metrics["zero_variance_frac"] <= 1.0
 
 
@@ -335,6 +336,9 @@ def test_a_generation_budget_stops_the_run_and_is_logged(tmp_path):
     assert t.step < 50 and logged[-1]["budget_spent"] == 1.0 and "eval/pass@1" in logged[-1]
     assert logged[-1]["generated_tokens"] >= 20 > logged[-2].get("generated_tokens", 0)
     assert (tmp_path / "run" / "final" / "config.json").is_file()
+    again = Trainer(t.config, resume=True)  # resuming a run whose budget is spent trains nothing more
+    again.run()
+    assert again.step == t.step and len(records(tmp_path / "run")) == len(logged)
     with pytest.raises(ValueError, match="max-generated-tokens"):
         resolve(None, {**TINY, "max_generated_tokens": -1})
 

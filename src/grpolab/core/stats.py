@@ -46,6 +46,21 @@ def group_std(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Te
     return var.sqrt()  # [P]
 
 
+def group_max(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
+    """Largest ``x`` (float [B]) within each group, float [P]; -inf for a group with no member.
+
+    >>> group_max(torch.tensor([1.0, 3.0, 2.0]), torch.tensor([0, 0, 1]), 2).tolist()
+    [3.0, 2.0]
+    """
+    empty = torch.full((num_groups,), -torch.inf, dtype=x.dtype, device=x.device)  # [P]
+    return empty.scatter_reduce(0, group, x, "amax")  # [P]
+
+
+def group_min(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
+    """Smallest ``x`` (float [B]) within each group, float [P]; +inf for a group with no member."""
+    return -group_max(-x, group, num_groups)  # [P]
+
+
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Sum of ``x`` where ``mask`` is True (over all elements, or along ``dim``)."""
     x = torch.where(mask, x, torch.zeros_like(x))

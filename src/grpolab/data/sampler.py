@@ -12,7 +12,9 @@ A round whose groups are all dropped is an *estimation* round: samplers that sco
 (VAS's curriculum rollouts, CurES's difficulty and gradient estimates) request such rounds; their completions count
 as generated (cost) but never train. ``Request.measure`` asks the trainer for more than rewards: ``"grad_norms"``
 (per completion, the L2 norm of the gradient of −log π(y|x) with respect to the policy's first trainable tensor,
-as CurES uses). ``state_dict`` / ``load_state_dict`` carry everything a resumed run needs. ``SAMPLERS`` maps a
+as CurES uses) and ``"completions"`` (the completion token ids, for diversity scores such as VAS's).
+``state_dict`` returns a snapshot (new lists and tensors, never mutated afterwards: the trainer keeps the one a step
+started with to save on a crash) and ``load_state_dict`` restores everything a resumed run needs. ``SAMPLERS`` maps a
 name to a factory ``fn(num_rows, *, seed, **hparams)``; ``uniform`` is the default.
 """
 
@@ -31,7 +33,7 @@ SAMPLERS = Registry("sampler")
 
 
 #: What a request may ask the trainer to measure beyond rewards (see the module docstring).
-MEASURES = frozenset({"grad_norms"})
+MEASURES = frozenset({"grad_norms", "completions"})
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class Observation:
     """The scored results of one round, one entry per requested row (group), in request order.
 
     - ``rows``: the task row indices; ``rewards``, ``accuracies``: float tensors [G_i] per group.
-    - ``completions``: the completion token ids per group (``completions[i][j]``: a list of ints, EOS included).
+    - ``completions``: the completion token ids per group (``completions[i][j]``: a list of ints, EOS included) when
+      the request measured ``"completions"``, else an empty list.
     - ``step``, ``total_steps``: training steps completed before this one, and those of the run.
     - ``grad_norms``: float tensors [G_i] per group when the request measured ``"grad_norms"``, else None.
     """

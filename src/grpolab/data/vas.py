@@ -46,6 +46,9 @@ from grpolab.core.vas import (
 )
 from grpolab.data.sampler import SAMPLERS, Observation, Request, UniformSampler
 
+#: What an estimation round asks the trainer for beyond rewards: the completions' token ids (trajectory diversity).
+DIVERSITY = frozenset({"completions"})
+
 
 class VASSampler(UniformSampler):
     """Variance-Aware Sampling (MMR1, arXiv 2509.21268): half of each batch by VPS weight, half uniform; the
@@ -151,14 +154,14 @@ class VASSampler(UniformSampler):
         with uniform ones, ``num_generations`` completions each."""
         self._step = step
         if self._pending is not None:  # the estimation round was not observed (e.g. asked again): ask it again
-            return Request(list(self._pending), [self.curriculum_rollouts] * len(self._pending))
+            return Request(list(self._pending), [self.curriculum_rollouts] * len(self._pending), measure=DIVERSITY)
         if self._refresh_due(step):
             if self.num_rows <= self.pool_size:
                 pool = list(range(self.num_rows))
             else:
                 pool = sorted(self._wrng.sample(range(self.num_rows), self.pool_size))
             self._pending = pool
-            return Request(list(pool), [self.curriculum_rollouts] * len(pool))
+            return Request(list(pool), [self.curriculum_rollouts] * len(pool), measure=DIVERSITY)
         n_weighted = int(num_prompts * self.mixture_ratio)  # MixedCurriculumSampler: int(B · λ)
         weighted = self._draw_weighted(n_weighted)
         uniform = self.next(num_prompts - n_weighted)

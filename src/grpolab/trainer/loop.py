@@ -33,14 +33,14 @@ from grpolab.core.registry import Registry
 from grpolab.core.regularizers import REGULARIZERS
 from grpolab.core.selection import SELECTORS
 from grpolab.core.shaping import SHAPING
-from grpolab.core.stats import masked_mean
+from grpolab.core.stats import group_max, group_min, masked_mean
 from grpolab.core.types import Rollout
 from grpolab.data import TASKS, Task
 from grpolab.data.sampler import SAMPLERS, Observation, Request
 from grpolab.models.policy import load_policy
 from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend
+from grpolab.rollout.strategies import DEFAULT_FILL, ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend
 from grpolab.trainer import checkpoint
 from grpolab.trainer.config import DEFAULT_MAX_NEW_TOKENS, TrainConfig, to_dict
 from grpolab.trainer.logprob import ValueHead, completion_outputs, sequence_grad_norms
@@ -159,10 +159,10 @@ class Trainer:
             last = self._log({"step": 0, **self.evaluate()})
         progress = progress_bar(config.progress, config.steps, str(config.name), initial=self.step)
         try:
-            while self.step < config.steps:
+            while self.step < config.steps and not self._budget_spent():
                 self._rng_at_step_start = checkpoint.rng_state()
                 self._part_state_at_step_start = copy.deepcopy(self.part_state)
-                self._sampler_at_step_start = copy.deepcopy(self.sampler.state_dict())
+                self._sampler_at_step_start = self.sampler.state_dict()  # a snapshot (the protocol's promise)
                 self._tokens_at_step_start = self.generated_tokens
                 t0 = time.perf_counter()
                 batch = self.rollout_batch()
@@ -171,7 +171,7 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 metrics.update(step=self.step, step_time=elapsed, tokens_per_s=batch.gen.num_tokens / elapsed)
                 metrics.update(generated_tokens=float(self.generated_tokens))
-                spent = bool(config.max_generated_tokens) and self.generated_tokens >= config.max_generated_tokens
+                spent = self._budget_spent()
                 final = self.step == config.steps or spent
                 if spent:
                     metrics["budget_spent"] = 1.0
@@ -199,9 +199,16 @@ class Trainer:
             sampled, done = self._call(ROLLOUT_STRATEGIES, "rollout", i, part, self.context, sampled)
             metrics.update(done)
         gen = sampled.gen
+        P = int(sampled.group.max()) + 1
+        spread = group_max(sampled.reward, sampled.group, P) - group_min(sampled.reward, sampled.group, P)  # [P]
+        metrics["zero_variance_frac"] = (spread == 0).float().mean().item()  # trained groups without reward spread
 
         old_logp = ref_logp = values = None
-        extras: dict[str, Any] = dict(sampled.extras)
+        # the fixed-meaning extras (off_policy, prefix_len) are always there, so parts may read them unconditionally
+        extras: dict[str, Any] = {
+            **{k: torch.full((sampled.size,), v, device=self.device) for k, v in DEFAULT_FILL.items()},
+            **sampled.extras,
+        }
         with torch.no_grad():
             if self.old_at_rollout or self.value_head is not None or self.needs_old_entropy:
                 out = self._outputs(self.model, gen, value_head=self.value_head, entropy=self.needs_old_entropy)
@@ -287,14 +294,6 @@ class Trainer:
         if batch is None:  # no group kept in any round: train on the last round as it is
             batch = generated[-1]
         batch = replace(batch, group=torch.unique(batch.group, return_inverse=True)[1])  # ids 0..P'-1
-        P = int(batch.group.max()) + 1
-        high = torch.full((P,), -math.inf, device=batch.reward.device).scatter_reduce(
-            0, batch.group, batch.reward, "amax"
-        )  # [P']
-        low = torch.full((P,), math.inf, device=batch.reward.device).scatter_reduce(
-            0, batch.group, batch.reward, "amin"
-        )  # [P']
-        metrics["zero_variance_frac"] = (high == low).float().mean().item()  # trained groups that carry no signal
         accuracy = torch.cat([g.accuracy for g in generated])  # [N_all]
         metrics["accuracy"] = float(accuracy.mean())
         metrics["reward"] = torch.cat([g.reward for g in generated]).mean().item()
@@ -308,12 +307,19 @@ class Trainer:
             metrics["sampler/groups_generated"] = float(sum(len(g.rows) for g in generated))
         return batch, metrics
 
+    def _budget_spent(self) -> bool:
+        budget = self.config.max_generated_tokens
+        return bool(budget) and self.generated_tokens >= budget
+
     def _observation(self, request: Request, sampled: Sampled) -> Observation:
         """What the sampler sees of a round: per group rewards, accuracies, completion token ids (and gradient
         norms when the request measures them)."""
         gen = sampled.gen
         per_group = [torch.nonzero(gen.prompt_index == i).flatten() for i in range(len(request.rows))]
-        ids = [row[m].tolist() for row, m in zip(gen.completion_ids, gen.completion_mask, strict=True)]
+        ids: list[list[int]] = []
+        if "completions" in request.measure:  # token ids as lists: one tolist, sliced by the completion lengths
+            lengths = gen.completion_mask.sum(-1).tolist()
+            ids = [row[:n] for row, n in zip(gen.completion_ids.tolist(), lengths, strict=True)]
         norms = None
         if "grad_norms" in request.measure:
             norms_all = sequence_grad_norms(
@@ -329,7 +335,7 @@ class Trainer:
             rows=list(request.rows),
             rewards=[sampled.reward[g] for g in per_group],
             accuracies=[sampled.accuracy[g] for g in per_group],
-            completions=[[ids[j] for j in g.tolist()] for g in per_group],
+            completions=[[ids[j] for j in g.tolist()] for g in per_group] if ids else [],
             step=self.step,
             total_steps=self.config.steps,
             grad_norms=norms,
