@@ -7,10 +7,13 @@ import pytest
 from grpolab.data.arith import (
     all_problems,
     arith_exact_reward,
+    arith_hints,
     arith_problems,
     arith_rows,
     arith_task,
+    column_steps,
     format_prompt,
+    reverse_thought,
     solve,
     wrong_answer,
 )
@@ -103,3 +106,14 @@ def test_wrong_answer_is_wrong_and_near():
             assert wrong != value
             assert not str(wrong).lstrip("-").startswith("0") or wrong == 0  # no leading zeros
             assert abs(wrong - value) <= 90  # one digit, ±1 or ±10: never far off
+
+
+def test_column_steps_and_the_knowledge_hints_are_the_reverse_thought():
+    # 27+45: ones 7+5=12 (a carry), tens 20+40=60; 12 + 60 = 72
+    assert column_steps(27, "+", 45) == ("7+5=12", "20+40=60")
+    assert reverse_thought(27, "+", 45) == "7+5=12,20+40=60"
+    for a, op, b in [(27, "+", 45), (3, "-", 25), (0, "+", 0), (99, "-", 9)]:
+        ones, tens = column_steps(a, op, b)
+        assert int(ones.split("=")[1]) + int(tens.split("=")[1]) == solve(a, op, b)  # the columns sum to the answer
+        prompt = format_prompt(a, op, b)
+        assert arith_hints(a, op, b)[:2] == [f"({ones}) {prompt}", f"({reverse_thought(a, op, b)}) {prompt}"]

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from grpolab.core.registry import UnknownNameError
-from grpolab.rewards.verifiers import VERIFIERS, completion_text, last_number
+from grpolab.rewards.verifiers import VERIFIERS, completion_text, last_number, reference_number, strip_gsm8k
 
 
 def chat(text):
@@ -110,6 +110,18 @@ def test_numeric_tolerances():
 def test_numeric_reference_without_a_number_is_an_error():
     with pytest.raises(ValueError, match="holds no number"):
         VERIFIERS["numeric"]()(["q"], ["3"], answer=["unknown"])
+
+
+def test_reference_number_and_the_gsm8k_cut():
+    assert strip_gsm8k("3 + 4 = 7 #### 7") == " 7" and strip_gsm8k("a #### b #### 9") == " 9"
+    assert strip_gsm8k("no cut") == "no cut"
+    assert reference_number(7) == 7.0 and reference_number(-2.5) == -2.5
+    assert reference_number("12 apples #### 1,234") == 1234.0  # the number after the last "####"
+    assert reference_number("1/4") == 0.25 and reference_number("1/4", fractions=False) == 4.0
+    with pytest.raises(ValueError, match=r"^dual verifier: the reference 'none' holds no number$"):
+        reference_number("none", where="dual verifier")
+    with pytest.raises(ValueError, match=r"^numeric verifier: .* holds no number"):
+        reference_number("1/0")  # a zero denominator: NaN, no number
 
 
 def test_length_mismatch_is_an_error():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from grpolab.core.checks import check_choice
+from grpolab.core.checks import check_choice, check_int
 from grpolab.core.stats import group_count, group_sum
 
 #: Sampling-distribution forms: ``"code"`` (EpicSampler, per-prompt temperature) and ``"entropy"`` (one temperature,
@@ -89,8 +89,8 @@ def sampling_logits(
     check_choice("cures", "form", form, FORMS)
     if not scale > 0 or not temperature > 0:
         raise ValueError(f"cures: scale and temperature must be > 0, got scale={scale!r}, temperature={temperature!r}")
-    c, n = _counts(correct, total)
-    p = (c + 1.0) / (n + 2.0)  # [K] posterior mean accuracy
+    p = posterior_accuracy(correct, total)  # [K] p̂, the posterior mean accuracy (validates the counts)
+    c = correct.double()  # [K]
     spread = torch.sqrt(p * (1.0 - p))  # [K] Bernoulli std at p̂, peaks at p̂ = 1/2
     if form == "code":
         return spread * scale / (c + 1.0)  # [K] sqrt(p̂(1−p̂)) / t_i with t_i = (c_i + 1)/scale
@@ -193,8 +193,7 @@ def rollout_allocation(sigma: Tensor, *, n_max: int, num_prompts: int | None = N
     >>> rollout_allocation(torch.zeros(3), n_max=4).tolist()
     [4, 4, 4]
     """
-    if not isinstance(n_max, int) or isinstance(n_max, bool) or n_max < 1:
-        raise ValueError(f"cures: n_max must be an integer >= 1 (script 8), got {n_max!r}")
+    check_int("n_max", n_max, minimum=1, where="cures", hint="script 8")
     if sigma.dim() != 1 or sigma.numel() == 0:
         raise ValueError(f"cures: sigma must be a non-empty 1-D tensor [K], got shape {list(sigma.shape)}")
     s = sigma.detach().double()  # [K]

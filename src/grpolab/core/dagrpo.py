@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from grpolab.core.advantages import ADVANTAGES
-from grpolab.core.stats import group_count, group_std
+from grpolab.core.checks import check_choice, check_number
+from grpolab.core.stats import group_count, group_max, group_std
 from grpolab.core.types import Rollout
 
 DISTANCES = ("edit", "score")
@@ -141,8 +142,7 @@ def hard_groups(signal: Tensor, group: Tensor, *, threshold: float = 0.0) -> Ten
     [True, False]
     """
     P = int(group.max().item()) + 1
-    top = torch.full((P,), -float("inf"), dtype=signal.dtype, device=signal.device)  # [P]
-    top = top.scatter_reduce(0, group, signal, reduce="amax")  # [P]: best completion of each group
+    top = group_max(signal, group, P)  # [P]: best completion of each group
     return top <= threshold  # [P]
 
 
@@ -199,12 +199,9 @@ def dagrpo(
     >>> [round(a, 3) + 0.0 for a in dagrpo(r, threshold=0.5)[:, 0].tolist()]
     [0.577, 0.0, -0.577]
     """
-    if distance not in DISTANCES:
-        raise ValueError(f"dagrpo: distance must be one of {list(DISTANCES)}, got {distance!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
-        raise ValueError(
-            f"dagrpo: threshold must be a number >= 0 (0 keeps every pair; usually 0.1), got {threshold!r}"
-        )
+    check_choice("dagrpo", "distance", distance, DISTANCES)
+    hint = "0 keeps every pair; usually 0.1"
+    check_number("threshold", threshold, minimum=0, finite=False, where="dagrpo", hint=hint)  # inf drops every pair
     mask, reward, group = rollout.mask, rollout.reward, rollout.group  # [B, T], [B], [B]
     B = rollout.batch_size
     pair_i, pair_j = group_pairs(group)  # [K], [K]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from grpolab.core.registry import Registry
+from grpolab.core.stats import group_max, group_min
 from grpolab.core.types import Rollout
 
 FILTERS = Registry("filter")
@@ -38,12 +39,8 @@ def zero_variance(rollout: Rollout, *, objective: str | None = None, tol: float 
             )
         values = rollout.rewards[:, rollout.reward_names.index(objective)]  # [B]
     P = rollout.num_groups
-    hi = torch.full((P,), -torch.inf, dtype=values.dtype, device=values.device).scatter_reduce(
-        0, rollout.group, values, reduce="amax"
-    )  # [P]
-    lo = torch.full((P,), torch.inf, dtype=values.dtype, device=values.device).scatter_reduce(
-        0, rollout.group, values, reduce="amin"
-    )  # [P]
+    hi = group_max(values, rollout.group, P)  # [P]
+    lo = group_min(values, rollout.group, P)  # [P]
     varied = (hi - lo) > tol  # [P]
     keep = varied[rollout.group]  # [B]
     return keep, {"filter/zero_variance_group_frac": 1.0 - varied.float().mean().item()}

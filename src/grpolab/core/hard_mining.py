@@ -16,6 +16,8 @@ import math
 import torch
 from torch import Tensor
 
+from grpolab.core.checks import check_int
+
 
 def pass_rates(correct: Tensor, total: Tensor) -> Tensor:
     """Per-prompt pass-rate estimates p̂ = correct / total; NaN where a prompt has no rollout yet (total = 0).
@@ -52,8 +54,7 @@ def mine_hard(correct: Tensor, total: Tensor, *, tau: float = 0.25, min_rollouts
     """
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau (the hard pass-rate threshold) must be in [0, 1], got {tau!r}")
-    if isinstance(min_rollouts, bool) or not isinstance(min_rollouts, int) or min_rollouts < 1:
-        raise ValueError(f"min_rollouts must be a positive integer, got {min_rollouts!r}")
+    check_int("min_rollouts", min_rollouts, minimum=1)
     p = pass_rates(correct, total)  # [N] (NaN where unseen: NaN <= tau is False)
     # a tolerance keeps p̂ = τ hard even when correct / total rounds just above τ (e.g. 0.3 * 10 / 10)
     hard = (total >= min_rollouts) & (p <= tau + 1e-9)  # [N]

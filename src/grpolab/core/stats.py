@@ -36,14 +36,23 @@ def group_mean(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
     return group_sum(x, group, num_groups) / count  # [P]
 
 
-def group_std(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Tensor:
-    """Standard deviation of ``x`` (float [B]) within each group, float [P]; 0 for groups of size <= ddof."""
+def group_var(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Tensor:
+    """Variance of ``x`` (float [B]) within each group, ``Σ (x − mean)² / (n − ddof)``, float [P]; 0 for groups of
+    size <= ddof.
+
+    >>> group_var(torch.tensor([1.0, 0.0, 0.0, 0.0, 5.0]), torch.tensor([0, 0, 0, 0, 1]), 2, ddof=0).tolist()
+    [0.1875, 0.0]
+    """
     count = group_count(group, num_groups).to(x)  # [P]
     mean = group_sum(x, group, num_groups) / count  # [P]
     sq = group_sum((x - mean[group]) ** 2, group, num_groups)  # [P]
     denom = count - ddof  # [P]
-    var = torch.where(denom > 0, sq / denom.clamp(min=1), torch.zeros_like(sq))  # [P]
-    return var.sqrt()  # [P]
+    return torch.where(denom > 0, sq / denom.clamp(min=1), torch.zeros_like(sq))  # [P]
+
+
+def group_std(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Tensor:
+    """Standard deviation of ``x`` (float [B]) within each group, float [P]; 0 for groups of size <= ddof."""
+    return group_var(x, group, num_groups, ddof=ddof).sqrt()  # [P]
 
 
 def group_max(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
@@ -59,6 +68,21 @@ def group_max(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
 def group_min(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
     """Smallest ``x`` (float [B]) within each group, float [P]; +inf for a group with no member."""
     return -group_max(-x, group, num_groups)  # [P]
+
+
+def soft_counts(accuracy: Tensor) -> tuple[float, int]:
+    """``(correct, total)`` evidence of one group's accuracies for a Bernoulli pass-rate estimate: ``correct`` is
+    the sum of the accuracies clamped to [0, 1] (soft counts, so partial credit counts partly), ``total`` the number
+    of them; NaN entries (failed rewards) carry no evidence and are skipped. Summed in float64 on the CPU.
+
+    Used by the VADE (arXiv 2511.18902) and Fleming-R1 hard-mining (arXiv 2509.15279) prompt samplers.
+
+    >>> soft_counts(torch.tensor([1.0, 0.5, float("nan"), 2.0, -1.0]))  # 1 + 0.5 + 1 + 0 of 4
+    (2.5, 4)
+    """
+    acc = accuracy.detach().double().cpu()  # [G]
+    acc = acc[~torch.isnan(acc)].clamp(0.0, 1.0)  # [G'] failed rewards carry no evidence
+    return acc.sum().item(), acc.numel()
 
 
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-from grpolab.core.stats import group_count, group_mean, group_sum
+from grpolab.core.stats import group_count, group_max, group_min, group_var
 
 
 def group_reward_variance(reward: Tensor, group: Tensor, num_groups: int) -> Tensor:
@@ -61,10 +61,8 @@ def group_reward_variance(reward: Tensor, group: Tensor, num_groups: int) -> Ten
     if bool((group_count(group, num_groups) == 0).any()):
         raise ValueError("every group id in 0..num_groups-1 needs at least one reward")
     x = reward.to(torch.float64)  # [N]
-    mean = group_mean(x, group, num_groups)  # [P]
-    var = group_sum((x - mean[group]) ** 2, group, num_groups) / group_count(group, num_groups).to(x)  # [P]  ddof 0
-    high = torch.full((num_groups,), -math.inf, dtype=torch.float64).scatter_reduce(0, group, x, "amax")  # [P]
-    low = torch.full((num_groups,), math.inf, dtype=torch.float64).scatter_reduce(0, group, x, "amin")  # [P]
+    var = group_var(x, group, num_groups, ddof=0)  # [P] population variance
+    high, low = group_max(x, group, num_groups), group_min(x, group, num_groups)  # [P], [P]
     # all-equal rewards carry no GRPO signal: make their variance exactly 0 whatever the rounding of the mean
     return torch.where(high == low, torch.zeros_like(var), var)  # [P]
 

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from grpolab.core.checks import check_choice, check_number
 from grpolab.core.stats import group_count, group_mean
 
 #: The trajectory-diversity measures :func:`trajectory_diversity` accepts.
@@ -191,8 +192,7 @@ def trajectory_diversity(
     >>> trajectory_diversity([[[1, 2, 3], [1, 2, 4]]], measure="distinct_n").tolist()
     [1.0]
     """
-    if measure not in DIVERSITY_MEASURES:
-        raise ValueError(f"trajectory_diversity: measure must be one of {list(DIVERSITY_MEASURES)}, got {measure!r}")
+    check_choice("trajectory_diversity", "measure", measure, DIVERSITY_MEASURES)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"trajectory_diversity: n must be a positive integer (distinct-n), got {n!r}")
     for g, group in enumerate(completions):
@@ -246,8 +246,7 @@ def variance_promotion_score(ovs: Tensor, tds: Tensor, *, ovs_weight: float = 0.
     [0.3]
     """
     for name, w in (("ovs_weight", ovs_weight), ("tds_weight", tds_weight)):
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"variance_promotion_score: {name} must be a finite number >= 0, got {w!r}")
+        check_number(name, w, minimum=0, where="variance_promotion_score")
     if ovs_weight == 0 and tds_weight == 0:
         raise ValueError("variance_promotion_score: ovs_weight and tds_weight cannot both be 0 (paper: 0.8 / 0.2)")
     if not isinstance(ovs, Tensor) or not isinstance(tds, Tensor) or ovs.shape != tds.shape or ovs.dim() != 1:
@@ -288,8 +287,7 @@ def momentum_update(old: Tensor, new: Tensor, *, momentum: float = 0.0) -> Tenso
     >>> momentum_update(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), momentum=0.25).tolist()
     [0.25, 0.75]
     """
-    if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0 <= momentum <= 1:
-        raise ValueError(f"momentum_update: momentum must be in [0, 1] (0 replaces the weights), got {momentum!r}")
+    check_number("momentum", momentum, minimum=0, maximum=1, where="momentum_update", hint="0 replaces the weights")
     if not isinstance(old, Tensor) or not isinstance(new, Tensor) or old.shape != new.shape:
         raise ValueError("momentum_update: old and new must be tensors of the same shape [P]")
     return momentum * old + (1 - momentum) * new  # [P]

@@ -105,6 +105,30 @@ def arith_problems(split: str, *, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFA
     raise ValueError(f"unknown split {split!r}; use 'train', 'eval' or 'all'")
 
 
+def column_steps(a: int, op: str, b: int) -> tuple[str, str]:
+    """The two column steps of ``a op b``: the ones column, then the tens column, each written ``x op y=r``; their
+    results sum to the answer for ``+`` and ``-`` alike (a carry or a borrow shows as a ones result outside 0..9).
+
+    >>> column_steps(23, "+", 45), column_steps(63, "-", 28)
+    (('3+5=8', '20+40=60'), ('3-8=-5', '60-20=40'))
+    """
+    ones_a, ones_b = a % 10, b % 10
+    tens_a, tens_b = a - ones_a, b - ones_b
+    ones, tens = solve(ones_a, op, ones_b), solve(tens_a, op, tens_b)
+    return f"{ones_a}{op}{ones_b}={ones}", f"{tens_a}{op}{tens_b}={tens}"
+
+
+def reverse_thought(a: int, op: str, b: int) -> str:
+    """The worked solution of ``a op b`` written from its known answer (TON's "reverse thinking", arXiv 2505.16854,
+    done by rule): both column steps, ones first (:func:`column_steps`). ``arith_think``'s gold thought and the
+    second Knowledge hint of :func:`arith_hints`.
+
+    >>> reverse_thought(23, "+", 45), reverse_thought(63, "-", 28), reverse_thought(3, "-", 5)
+    ('3+5=8,20+40=60', '3-8=-5,60-20=40', '3-5=-2,0-0=0')
+    """
+    return ",".join(column_steps(a, op, b))
+
+
 def arith_hints(a: int, op: str, b: int, *, solution_levels: int = 4) -> list[str]:
     """Cumulative hinted prompts of a problem, least guidance first: Scaf-GRPO's tiers Knowledge → Solution
     (Scaf-GRPO, arXiv 2510.19807, §3.2; its released code leaves the Planning tier out, and so does this).
@@ -125,11 +149,9 @@ def arith_hints(a: int, op: str, b: int, *, solution_levels: int = 4) -> list[st
     >>> arith_hints(3, "-", 25)[1:3]
     ['(3-5=-2,0-20=-20) 3-25=', '(-) 3-25=']
     """
-    ones_a, ones_b = a % 10, b % 10
-    tens_a, tens_b = a - ones_a, b - ones_b
-    ones = f"{ones_a}{op}{ones_b}={solve(ones_a, op, ones_b)}"  # Knowledge 1: the ones-digit partial result
-    tens = f"{tens_a}{op}{tens_b}={solve(tens_a, op, tens_b)}"  # Knowledge 2: the tens partial result
-    knowledge = [ones, f"{ones},{tens}"]
+    ones, _ = column_steps(a, op, b)
+    # Knowledge 1: the ones-digit partial result; Knowledge 2: also the tens partial result (the whole thought)
+    knowledge = [ones, reverse_thought(a, op, b)]
     solution = answer_prefix_hints(format_answer(solve(a, op, b)), levels=solution_levels)
     prompt = format_prompt(a, op, b)
     return [apply_hint(prompt, hint, template=HINT_TEMPLATE) for hint in [*knowledge, *solution]]

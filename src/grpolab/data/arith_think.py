@@ -8,13 +8,13 @@ thought sits in round brackets and the answer follows the closing bracket::
     "23+45="  ->  "(3+5=8,20+40=60)68"     a full thought
     "23+45="  ->  "()68"                   an empty thought (the model chose not to think)
 
-The gold thought (column ``thought``) is TON's "reverse thinking" done by rule: the paper prompts the base model
-with the question AND the known answer to explain how to reach it (Sec. 3); a rule can write that explanation
-exactly from the operands and the known result. It splits each operand into ones and tens and solves the two
-columns: ``ones_a op ones_b = r1, tens_a op tens_b = r2`` with ``r2 + r1`` = the answer (for ``+`` and ``-``
-alike, so a carry or a borrow shows as ``r1`` outside 0..9: ``"27+45="`` gives ``"(7+5=12,20+40=60)72"``,
-``"63-28="`` gives ``"(3-8=-5,60-20=40)35"``). Single-digit operands keep both steps (``"0+0=0"``), so every
-thought has the same shape.
+The gold thought (column ``thought``, ``grpolab.data.arith.reverse_thought``) is TON's "reverse thinking" done by
+rule: the paper prompts the base model with the question AND the known answer to explain how to reach it (Sec. 3);
+a rule can write that explanation exactly from the operands and the known result. It splits each operand into ones
+and tens and solves the two columns: ``ones_a op ones_b = r1, tens_a op tens_b = r2`` with ``r2 + r1`` = the answer
+(for ``+`` and ``-`` alike, so a carry or a borrow shows as ``r1`` outside 0..9: ``"27+45="`` gives
+``"(7+5=12,20+40=60)72"``, ``"63-28="`` gives ``"(3-8=-5,60-20=40)35"``). Single-digit operands keep both steps
+(``"0+0=0"``), so every thought has the same shape.
 
 Length: the prompt is at most 6 characters + BOS = 7 tokens; the longest completion (``"(9+9=18,90+90=180)198"``)
 is 21 characters + EOS = 22 tokens, so ``--max-new-tokens 24`` holds every gold completion and a sequence never
@@ -49,7 +49,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from grpolab.data.arith import DEFAULT_N_EVAL, DEFAULT_SEED, arith_problems, format_answer, format_prompt, solve
+from grpolab.data.arith import (
+    DEFAULT_N_EVAL,
+    DEFAULT_SEED,
+    arith_problems,
+    format_answer,
+    format_prompt,
+    reverse_thought,
+    solve,
+)
 from grpolab.data.task import TASKS, Task
 from grpolab.rewards.verifiers import completion_text
 
@@ -62,18 +70,6 @@ MAX_NEW_TOKENS = 24
 
 _COMPLETION = re.compile(r"\(([^()]*)\)(.*)", re.DOTALL)  # "(thought)rest": the thought holds no bracket
 _ANSWER = re.compile(r"-?\d+")
-
-
-def reverse_thought(a: int, op: str, b: int) -> str:
-    """The gold thought of ``a op b``: the ones column, then the tens column (their results sum to the answer).
-
-    >>> reverse_thought(23, "+", 45), reverse_thought(63, "-", 28), reverse_thought(3, "-", 5)
-    ('3+5=8,20+40=60', '3-8=-5,60-20=40', '3-5=-2,0-0=0')
-    """
-    ones_a, ones_b = a % 10, b % 10
-    tens_a, tens_b = a - ones_a, b - ones_b
-    ones, tens = solve(ones_a, op, ones_b), solve(tens_a, op, tens_b)
-    return f"{ones_a}{op}{ones_b}={ones},{tens_a}{op}{tens_b}={tens}"
 
 
 def format_completion(thought: str, answer: str) -> str:
@@ -200,7 +196,6 @@ def arith_think_task(*, n_eval: int = DEFAULT_N_EVAL, seed: int = DEFAULT_SEED, 
             "seed": seed,
             "held_out_from_tiny_arith": seed == DEFAULT_SEED and n_eval <= DEFAULT_N_EVAL,
             "sft_completion": COMPLETION_TEMPLATE,
-            "thought_column": "thought",
             "max_new_tokens": MAX_NEW_TOKENS,
         },
     )

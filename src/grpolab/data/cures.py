@@ -50,12 +50,19 @@ Here (the choices, with their reasons):
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 import torch
 
-from grpolab.core.cures import FORMS, allocation_sigma, rollout_allocation, sampling_distribution, sampling_logits
+from grpolab.core.checks import check_choice, check_int, check_number
+from grpolab.core.cures import (
+    FORMS,
+    allocation_sigma,
+    posterior_accuracy,
+    rollout_allocation,
+    sampling_distribution,
+    sampling_logits,
+)
 from grpolab.data.sampler import SAMPLERS, Observation, Request, UniformSampler
 
 
@@ -97,6 +104,9 @@ class CurESSampler(UniformSampler):
     """
 
     max_rounds = 2
+    # UniformSampler.aux_rng draws the batches; the inherited epoch order (self.next) chooses the pools
+    aux_seed = "cures-{seed}"
+    legacy_aux_key = "draw_rng"
 
     def __init__(
         self,
@@ -114,25 +124,16 @@ class CurESSampler(UniformSampler):
         update_counts: bool = True,
     ) -> None:
         super().__init__(num_rows, seed=seed)
-        if not _is_int(n_min) or n_min < 2:
-            raise ValueError(
-                f"cures sampler: n_min must be an integer >= 2 (paper 4): σ needs a correct and a wrong rollout, "
-                f"got {n_min!r}"
-            )
-        if n_max is not None and (not _is_int(n_max) or n_max < 1):
-            raise ValueError(f"cures sampler: n_max must be an integer >= 1 or None (script 8), got {n_max!r}")
-        if not _is_int(update_every) or update_every < 0:
-            raise ValueError(
-                f"cures sampler: update_every must be an integer >= 0 (0 = once; code 10), got {update_every!r}"
-            )
-        if not _is_int(pool_size) or pool_size < 1:
-            raise ValueError(f"cures sampler: pool_size must be an integer >= 1, got {pool_size!r}")
-        if not _is_number(threshold):
-            raise ValueError(f"cures sampler: threshold must be a number (code 0.5), got {threshold!r}")
-        if form not in FORMS:
-            raise ValueError(f"cures sampler: form must be one of {list(FORMS)}, got {form!r}")
-        if not _is_number(scale) or scale <= 0 or not _is_number(temperature) or temperature <= 0:
-            raise ValueError(f"cures sampler: scale and temperature must be > 0, got {scale!r}, {temperature!r}")
+        where = "cures sampler"
+        check_int("n_min", n_min, minimum=2, where=where, hint="paper 4; σ needs a correct and a wrong rollout")
+        if n_max is not None:
+            check_int("n_max", n_max, minimum=1, where=where, hint="or None; script 8")
+        check_int("update_every", update_every, minimum=0, where=where, hint="0 = once; code 10")
+        check_int("pool_size", pool_size, minimum=1, where=where)
+        check_number("threshold", threshold, where=where, hint="code 0.5")
+        check_choice(where, "form", form, FORMS)
+        check_number("scale", scale, above=0, where=where, hint="code 0.01")
+        check_number("temperature", temperature, above=0, where=where, hint="usually 0.05 to 1")
         if not isinstance(update_counts, bool):
             raise ValueError(f"cures sampler: update_counts must be true or false, got {update_counts!r}")
         self.n_min = n_min
@@ -144,8 +145,6 @@ class CurESSampler(UniformSampler):
         self.scale = float(scale)
         self.temperature = float(temperature)
         self.update_counts = update_counts
-        # A second RNG for the batch draws; the inherited epoch order (self.next) chooses the pools.
-        self._drng = random.Random(f"cures-{seed}")
         self._pool: list[int] = []  # rows estimated at the last refresh
         self._correct: list[int] = []  # c per pool row
         self._total: list[int] = []  # N per pool row
@@ -189,14 +188,13 @@ class CurESSampler(UniformSampler):
                 "cures sampler: the estimation round needs per-completion gradient norms (Observation.grad_norms, "
                 "measured by the trainer for a request with measure={'grad_norms'})"
             )
-        accuracy = torch.cat([a.detach().float().flatten().cpu() for a in obs.accuracies])  # [N]
-        norms = torch.cat([g.detach().float().flatten().cpu() for g in obs.grad_norms])  # [N]
+        accuracy, group = obs.flat(obs.accuracies)  # [N] float32, [N]
+        norms, _ = obs.flat(obs.grad_norms)  # [N]
         sizes = [int(a.numel()) for a in obs.accuracies]
         if norms.shape != accuracy.shape or [int(g.numel()) for g in obs.grad_norms] != sizes:
             raise ValueError(
                 "cures sampler: one gradient norm per completion is needed (grad_norms[i] like accuracies[i])"
             )
-        group = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))  # [N]
         correct = accuracy > self.threshold  # [N] the code's "Accepted": score > correct_threshold
         sigma = allocation_sigma(norms, correct, group, len(sizes))  # [P]
         self._pool = list(self._pending)
@@ -215,10 +213,8 @@ class CurESSampler(UniformSampler):
         σ > 0) and ``prob_ratio`` (max / min sampling probability over the pool; ≈ 1 for the code's form)."""
         out = dict(self._draw)
         if self._pool:
-            c = torch.tensor(self._correct, dtype=torch.float64)  # [K]
-            n = torch.tensor(self._total, dtype=torch.float64)  # [K]
             sigma = torch.tensor(self._sigma, dtype=torch.float64)  # [K]
-            out["pool_p_hat"] = float(((c + 1) / (n + 2)).mean())
+            out["pool_p_hat"] = float(posterior_accuracy(*self._counts()).mean())
             out["pool_informative"] = float((sigma > 0).double().mean())
             out["pool_sigma"] = float(sigma.mean())
         out["estimated"] = float(self._estimated_at is not None and self._estimated_at == self._step)
@@ -267,7 +263,7 @@ class CurESSampler(UniformSampler):
         # Gumbel-top-k: sorting logit − log(Exp(1)) keys is successive sampling without replacement ∝ exp(logit).
         keys = []
         for logit in logits.tolist():
-            e = self._drng.expovariate(1.0)
+            e = self.aux_rng.expovariate(1.0)
             keys.append(math.inf if e <= 0 else logit - math.log(e))
         order = sorted(range(len(keys)), key=lambda i: -keys[i])  # pool indices in draw order
         sigma = self._sigma
@@ -306,7 +302,6 @@ class CurESSampler(UniformSampler):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "draw_rng": self._drng.getstate(),
             "pool": list(self._pool),
             "correct": list(self._correct),
             "total": list(self._total),
@@ -319,7 +314,6 @@ class CurESSampler(UniformSampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._drng.setstate(state["draw_rng"])
         self._pool = list(state["pool"])
         self._correct = list(state["correct"])
         self._total = list(state["total"])
@@ -328,14 +322,6 @@ class CurESSampler(UniformSampler):
         self._estimated_at = state["estimated_at"]
         self._step = state["step"]
         self._draw = dict(state["draw"])
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 SAMPLERS.add("cures", CurESSampler)

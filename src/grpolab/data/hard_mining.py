@@ -3,12 +3,13 @@ in ``grpolab.core.hard_mining``)."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_int, check_number
 from grpolab.core.hard_mining import hard_count, in_stage_two, mine_hard, pass_rates
+from grpolab.core.stats import soft_counts
 from grpolab.data.sampler import SAMPLERS, Observation, Request, UniformSampler
 
 
@@ -48,6 +49,9 @@ class HardMiningSampler(UniformSampler):
     """
 
     max_rounds = 1
+    # UniformSampler.aux_rng draws the hard rows, so stage 1 draws exactly UniformSampler(seed)'s order
+    aux_seed = "hard_mining:{seed}"
+    legacy_aux_key = "hard_rng"
 
     def __init__(
         self,
@@ -61,13 +65,11 @@ class HardMiningSampler(UniformSampler):
         remine_every: int = 1,
     ) -> None:
         super().__init__(num_rows, seed=seed)
+        where = "hard_mining sampler"
         for name, value in (("stage1_fraction", stage1_fraction), ("tau", tau), ("hard_fraction", hard_fraction)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"hard_mining sampler: {name} must be in [0, 1], got {value!r}")
-        if isinstance(min_rollouts, bool) or not isinstance(min_rollouts, int) or min_rollouts < 1:
-            raise ValueError(f"hard_mining sampler: min_rollouts must be a positive integer, got {min_rollouts!r}")
-        if isinstance(remine_every, bool) or not isinstance(remine_every, int) or remine_every < 0:
-            raise ValueError(f"hard_mining sampler: remine_every must be an integer >= 0, got {remine_every!r}")
+            check_number(name, value, minimum=0, maximum=1, where=where)
+        check_int("min_rollouts", min_rollouts, minimum=1, where=where)
+        check_int("remine_every", remine_every, minimum=0, where=where, hint="0 = a fixed pool")
         self.stage1_fraction = float(stage1_fraction)
         self.tau = float(tau)
         self.hard_fraction = float(hard_fraction)
@@ -77,8 +79,6 @@ class HardMiningSampler(UniformSampler):
         self.total = torch.zeros(num_rows, dtype=torch.float64)  # [N] rollouts so far
         self.pool: list[int] | None = None  # the hard rows; None until the first stage-2 request
         self.mined_at = -1  # step of the last full mining
-        # a stream of its own, so stage 1 draws exactly UniformSampler(seed)'s order
-        self._hard_rng = random.Random(f"hard_mining:{seed}")
         self._num_hard = 0
         self._metrics: dict[str, float] = {}
 
@@ -98,9 +98,9 @@ class HardMiningSampler(UniformSampler):
         """``k`` pool rows: without replacement, or the whole pool plus draws with replacement when it is smaller."""
         pool = self.pool or []
         if k <= len(pool):
-            return self._hard_rng.sample(pool, k)
-        rows = self._hard_rng.sample(pool, len(pool))
-        return rows + self._hard_rng.choices(pool, k=k - len(pool))
+            return self.aux_rng.sample(pool, k)
+        rows = self.aux_rng.sample(pool, len(pool))
+        return rows + self.aux_rng.choices(pool, k=k - len(pool))
 
     def request(self, num_prompts: int, num_generations: int, *, step: int = 0, total_steps: int = 1) -> Request:
         """Stage 1: uniform. Stage 2: round(hard_fraction · B) rows from the hard pool, the rest uniform."""
@@ -124,12 +124,11 @@ class HardMiningSampler(UniformSampler):
         """Record each group's correct / total rollouts; every group is kept."""
         hard_correct = hard_total = 0.0
         for i, (row, acc) in enumerate(zip(obs.rows, obs.accuracies, strict=True)):
-            acc = acc.detach().double().cpu()  # [G]
-            acc = acc[~torch.isnan(acc)].clamp(0.0, 1.0)  # [G'] failed rewards carry no evidence
-            self.correct[row] += acc.sum()
-            self.total[row] += acc.numel()
+            correct, total = soft_counts(acc)  # NaN (failed rewards) skipped, clamped to [0, 1]
+            self.correct[row] += correct
+            self.total[row] += total
             if i < self._num_hard:
-                hard_correct, hard_total = hard_correct + acc.sum().item(), hard_total + acc.numel()
+                hard_correct, hard_total = hard_correct + correct, hard_total + total
         if hard_total:  # how the policy does on the mined rows this step
             self._metrics["hard_pass_rate"] = hard_correct / hard_total
         return [True] * len(obs.rows)
@@ -146,7 +145,6 @@ class HardMiningSampler(UniformSampler):
             "total": self.total.clone(),
             "pool": None if self.pool is None else list(self.pool),
             "mined_at": self.mined_at,
-            "hard_rng": self._hard_rng.getstate(),
             "num_hard": self._num_hard,
             "metrics": dict(self._metrics),
         }
@@ -161,7 +159,6 @@ class HardMiningSampler(UniformSampler):
         self.total = state["total"].clone().double()
         self.pool = None if state["pool"] is None else list(state["pool"])
         self.mined_at = state["mined_at"]
-        self._hard_rng.setstate(state["hard_rng"])
         self._num_hard = state["num_hard"]
         self._metrics = dict(state["metrics"])
 

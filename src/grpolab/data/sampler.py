@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from grpolab.core.registry import Registry
@@ -74,10 +76,63 @@ class Observation:
     total_steps: int = 1
     grad_norms: list[Tensor] | None = None
 
+    def flat(self, values: Sequence[Tensor], *, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """Per-group values (``self.rewards``, ``self.accuracies``, ``self.grad_norms``: one tensor [G_i] per group)
+        as one flat CPU tensor [N] of ``dtype`` (detached) and the group index of each entry, long [N] (group i =
+        ``values[i]``, in request order), ready for ``grpolab.core.stats``' group functions.
+
+        >>> obs = Observation([7, 3], [torch.tensor([1.0, 0.0]), torch.tensor([0.5])], [])
+        >>> x, group = obs.flat(obs.rewards)
+        >>> x.tolist(), group.tolist()
+        ([1.0, 0.0, 0.5], [0, 0, 1])
+        """
+        if not values:
+            return torch.zeros(0, dtype=dtype), torch.zeros(0, dtype=torch.long)  # [0], [0]
+        flat = torch.cat([v.detach().to(dtype).flatten().cpu() for v in values])  # [N]
+        sizes = torch.tensor([v.numel() for v in values])  # [P]
+        group = torch.repeat_interleave(torch.arange(len(values)), sizes)  # [N]
+        return flat, group
+
+
+def next_in_passes(
+    rng: random.Random, source: Sequence[int], order: list[int], pos: int, k: int
+) -> tuple[list[int], list[int], int, int]:
+    """The next ``k`` items of successive seeded passes over ``source``: each pass is a fresh ``rng.shuffle`` of
+    ``list(source)``, started when the current pass ``order`` is used up at position ``pos``.
+
+    Returns ``(items, order, pos, passes)``: the items, the pass and position to continue from, and the number of
+    passes started (``UniformSampler.next``'s epochs; ``VarianceSelectSampler``'s passes over the kept rows).
+
+    >>> rng = random.Random(0)
+    >>> items, order, pos, passes = next_in_passes(rng, range(3), [], 0, 4)
+    >>> sorted(items[:3]), items[3] == order[0], pos, passes
+    ([0, 1, 2], True, 1, 2)
+    """
+    if k > 0 and not source:
+        raise ValueError("next_in_passes: nothing to draw from (an empty source)")
+    out: list[int] = []
+    passes = 0
+    while len(out) < k:
+        if pos >= len(order):
+            order = list(source)
+            rng.shuffle(order)
+            pos = 0
+            passes += 1
+        out.append(order[pos])
+        pos += 1
+    return out, order, pos, passes
+
 
 class UniformSampler:
     """Every training row once per epoch, in a seeded random order, G completions each; one round per step,
     every group kept. The state survives checkpoints.
+
+    Subclasses that need randomness besides the epoch order draw it from ``self.aux_rng``, a second
+    ``random.Random`` stream (so the epoch order stays exactly ``UniformSampler(seed)``'s), seeded with
+    ``aux_seed.format(seed=seed)``: a subclass sets the class attribute ``aux_seed`` to a string of its own (a string
+    seed is hashed with SHA-512 by ``random.Random``, so the stream is the same in every process). Both streams are
+    saved by ``state_dict`` (``"rng"``, ``"aux_rng"``); ``legacy_aux_key`` names the key under which a subclass
+    saved its stream before it moved here, so its older checkpoints still load.
 
     >>> s = UniformSampler(5, seed=0)
     >>> sorted(s.next(5)) == [0, 1, 2, 3, 4]
@@ -87,27 +142,25 @@ class UniformSampler:
     """
 
     max_rounds = 1
+    #: The auxiliary stream's seed, formatted with the sampler's ``seed``.
+    aux_seed = "uniform-aux-{seed}"
+    #: The state key of the auxiliary stream in checkpoints written before ``"aux_rng"`` (None: no such key).
+    legacy_aux_key: str | None = None
 
     def __init__(self, num_rows: int, *, seed: int = 0) -> None:
         if num_rows < 1:
             raise ValueError("the task has no training rows")
         self.num_rows = num_rows
         self._rng = random.Random(seed)
+        self.aux_rng = random.Random(self.aux_seed.format(seed=seed))
         self._order: list[int] = []
         self._pos = 0
         self.epoch = 0
 
     def next(self, k: int) -> list[int]:
         """The next ``k`` row indices (an epoch boundary reshuffles)."""
-        out = []
-        while len(out) < k:
-            if self._pos >= len(self._order):
-                self._order = list(range(self.num_rows))
-                self._rng.shuffle(self._order)
-                self._pos = 0
-                self.epoch += 1
-            out.append(self._order[self._pos])
-            self._pos += 1
+        out, self._order, self._pos, epochs = next_in_passes(self._rng, range(self.num_rows), self._order, self._pos, k)
+        self.epoch += epochs
         return out
 
     def request(self, num_prompts: int, num_generations: int, *, step: int = 0, total_steps: int = 1) -> Request:
@@ -123,10 +176,20 @@ class UniformSampler:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self._rng.getstate(), "order": list(self._order), "pos": self._pos, "epoch": self.epoch}
+        return {
+            "rng": self._rng.getstate(),
+            "aux_rng": self.aux_rng.getstate(),
+            "order": list(self._order),
+            "pos": self._pos,
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng.setstate(state["rng"])
+        # a checkpoint written before the auxiliary stream lived here: its subclass key, or none (plain uniform)
+        aux_key = "aux_rng" if "aux_rng" in state else self.legacy_aux_key
+        if aux_key is not None and aux_key in state:
+            self.aux_rng.setstate(state[aux_key])
         self._order, self._pos, self.epoch = list(state["order"]), state["pos"], state["epoch"]
 
 

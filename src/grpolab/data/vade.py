@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_int, check_number
+from grpolab.core.stats import soft_counts
 from grpolab.core.vade import decay_counts, info_gain, posterior_mean, select_top, thompson_draw, update_counts
 from grpolab.data.sampler import SAMPLERS, Observation, Request
 
@@ -59,10 +61,8 @@ class VADESampler:
         if num_rows < 1:
             raise ValueError("the task has no training rows")
         for name, value in (("decay_selected", decay_selected), ("decay_unselected", decay_unselected)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"vade sampler: {name} must be in [0, 1] (1 = no decay), got {value!r}")
-        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
-            raise ValueError(f"vade sampler: candidates must be an integer >= 0 (0 = every row), got {candidates!r}")
+            check_number(name, value, minimum=0, maximum=1, where="vade sampler", hint="1 = no decay")
+        check_int("candidates", candidates, minimum=0, where="vade sampler", hint="0 = every row")
         self.num_rows = num_rows
         self.decay_selected = float(decay_selected)
         self.decay_unselected = float(decay_unselected)
@@ -108,11 +108,10 @@ class VADESampler:
         counts: α ← λ₁ α + r₁ + r₂), since they are evidence of the same step."""
         pooled: dict[int, list[float]] = {}  # row -> [Σ correct, Σ valid rollouts] over this step's groups
         for row, acc in zip(obs.rows, obs.accuracies, strict=True):
-            acc = acc.detach().double().cpu()  # [G]
-            acc = acc[~torch.isnan(acc)].clamp(0.0, 1.0)  # [G'] failed rewards carry no evidence
+            correct, total = soft_counts(acc)  # NaN (failed rewards) skipped, clamped to [0, 1]
             counts = pooled.setdefault(int(row), [0.0, 0.0])
-            counts[0] += acc.sum().item()
-            counts[1] += float(acc.numel())
+            counts[0] += correct
+            counts[1] += float(total)
         if not pooled:
             return []
         rows = torch.tensor(list(pooled), dtype=torch.long)  # [M] distinct rows

@@ -45,8 +45,9 @@ from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_choice, check_int
 from grpolab.core.variance_select import group_reward_variance, variance_keep
-from grpolab.data.sampler import SAMPLERS, Observation, Request, UniformSampler
+from grpolab.data.sampler import SAMPLERS, Observation, Request, UniformSampler, next_in_passes
 
 OBJECTIVES = ("reward", "accuracy")
 
@@ -92,19 +93,15 @@ class VarianceSelectSampler(UniformSampler):
     ) -> None:
         super().__init__(num_rows, seed=seed)
         where = "variance_select sampler"
-        if not _positive_int(pool_size):
-            raise ValueError(f"{where}: pool_size must be a positive integer, got {pool_size!r}")
-        if num_samples is not None and not (_positive_int(num_samples) and num_samples >= 2):
-            raise ValueError(f"{where}: num_samples must be an integer >= 2 (or None), got {num_samples!r}")
+        check_int("pool_size", pool_size, minimum=1, where=where)
+        if num_samples is not None:
+            check_int("num_samples", num_samples, minimum=2, where=where, hint="or None")
         variance_keep(torch.zeros(1), min_variance=min_variance, max_variance=max_variance)  # validates the range
-        if not (isinstance(refresh_every, int) and not isinstance(refresh_every, bool) and refresh_every >= 0):
-            raise ValueError(f"{where}: refresh_every must be an integer >= 0 (0 = never), got {refresh_every!r}")
-        if estimate_batch is not None and not _positive_int(estimate_batch):
-            raise ValueError(f"{where}: estimate_batch must be a positive integer (or None), got {estimate_batch!r}")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"{where}: objective must be one of {OBJECTIVES}, got {objective!r}")
-        if not (_positive_int(max_rounds) and max_rounds >= 2):
-            raise ValueError(f"{where}: max_rounds must be an integer >= 2 (estimation + training), got {max_rounds!r}")
+        check_int("refresh_every", refresh_every, minimum=0, where=where, hint="0 = never")
+        if estimate_batch is not None:
+            check_int("estimate_batch", estimate_batch, minimum=1, where=where, hint="or None")
+        check_choice(where, "objective", objective, OBJECTIVES)
+        check_int("max_rounds", max_rounds, minimum=2, where=where, hint="estimation + training")
         self.pool_size = min(pool_size, num_rows)
         self.num_samples = num_samples
         self.min_variance = float(min_variance)
@@ -167,8 +164,7 @@ class VarianceSelectSampler(UniformSampler):
             raise ValueError(
                 f"variance_select sampler: {len(values)} groups of {self.objective} for {len(obs.rows)} rows"
             )
-        flat = torch.cat([v.detach().flatten().double().cpu() for v in values])  # [N]
-        group = torch.cat([torch.full((v.numel(),), i, dtype=torch.long) for i, v in enumerate(values)])  # [N]
+        flat, group = obs.flat(values, dtype=torch.float64)  # [N], [N]
         variance = group_reward_variance(flat, group, len(values))  # [P]
         keep = variance_keep(variance, min_variance=self.min_variance, max_variance=self.max_variance)  # [P]
         self._fresh += [row for row, k in zip(obs.rows, keep.tolist(), strict=True) if k]
@@ -231,19 +227,11 @@ class VarianceSelectSampler(UniformSampler):
         if not source:
             self._stats["fallback"] += 1
             return self.next(n)
-        out: list[int] = []
-        while len(out) < n:
-            if self._train_pos >= len(self._train_order):
-                self._train_order = list(source)
-                self._rng.shuffle(self._train_order)
-                self._train_pos = 0
-            out.append(self._train_order[self._train_pos])
-            self._train_pos += 1
+        # the same seeded passes as the uniform epoch order (and the same stream), over the kept rows
+        out, self._train_order, self._train_pos, _ = next_in_passes(
+            self._rng, source, self._train_order, self._train_pos, n
+        )
         return out
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 SAMPLERS.add("variance_select", VarianceSelectSampler)

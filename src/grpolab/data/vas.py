@@ -29,13 +29,12 @@ whose groups are all kept. Hence ``max_rounds = 2``.
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_choice, check_int, check_number, is_number
 from grpolab.core.vas import (
     DIVERSITY_MEASURES,
     min_max_normalize,
@@ -89,6 +88,9 @@ class VASSampler(UniformSampler):
     """
 
     max_rounds = 2
+    # UniformSampler.aux_rng draws the pool and the weighted rows; the uniform part keeps the seeded epoch order
+    aux_seed = "vas-{seed}"
+    legacy_aux_key = "weighted_rng"
 
     def __init__(
         self,
@@ -104,31 +106,25 @@ class VASSampler(UniformSampler):
         momentum: float = 0.0,
     ) -> None:
         super().__init__(num_rows, seed=seed)
-        if not _is_number(mixture_ratio) or not 0 <= mixture_ratio <= 1:
-            raise ValueError(f"vas sampler: mixture_ratio must be in [0, 1] (paper 0.5), got {mixture_ratio!r}")
-        for name, value, low in (("update_every", update_every, 1), ("pool_size", pool_size, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"vas sampler: {name} must be an integer >= {low}, got {value!r}")
-        if not isinstance(curriculum_rollouts, int) or isinstance(curriculum_rollouts, bool) or curriculum_rollouts < 2:
-            raise ValueError(
-                f"vas sampler: curriculum_rollouts must be an integer >= 2 (paper 8): one rollout has no outcome "
-                f"variance, got {curriculum_rollouts!r}"
-            )
+        where = "vas sampler"
+        check_number("mixture_ratio", mixture_ratio, minimum=0, maximum=1, where=where, hint="paper 0.5")
+        check_int("update_every", update_every, minimum=1, where=where)
+        check_int("pool_size", pool_size, minimum=1, where=where)
+        hint = "paper 8; one rollout has no outcome variance"
+        check_int("curriculum_rollouts", curriculum_rollouts, minimum=2, where=where, hint=hint)
         if (
             isinstance(weights, (str, bytes))
             or not isinstance(weights, Sequence)
             or len(weights) != 2
-            or not all(_is_number(w) and w >= 0 for w in weights)
+            or not all(is_number(w) and w >= 0 for w in weights)
             or not any(w > 0 for w in weights)
         ):
             raise ValueError(
                 f"vas sampler: weights must be two numbers (w_ovs, w_tds) >= 0, not both 0 (paper 0.8, 0.2), "
                 f"got {weights!r}"
             )
-        if diversity not in DIVERSITY_MEASURES:
-            raise ValueError(f"vas sampler: diversity must be one of {list(DIVERSITY_MEASURES)}, got {diversity!r}")
-        if not _is_number(momentum) or not 0 <= momentum <= 1:
-            raise ValueError(f"vas sampler: momentum must be in [0, 1] (0 replaces the weights), got {momentum!r}")
+        check_choice(where, "diversity", diversity, DIVERSITY_MEASURES)
+        check_number("momentum", momentum, minimum=0, maximum=1, where=where, hint="0 replaces the weights")
         self.mixture_ratio = float(mixture_ratio)
         self.update_every = update_every
         self.pool_size = pool_size
@@ -136,8 +132,6 @@ class VASSampler(UniformSampler):
         self.ovs_weight, self.tds_weight = float(weights[0]), float(weights[1])
         self.diversity = diversity
         self.momentum = float(momentum)
-        # A second RNG for the pool and the weighted draws, so the uniform part keeps UniformSampler's seeded order.
-        self._wrng = random.Random(f"vas-{seed}")
         self._weights: dict[int, float] = {}  # row -> sampling weight (> 0 only; absent rows weigh 0)
         self._pool: list[int] = []  # rows scored at the last refresh
         self._pending: list[int] | None = None  # the pool of a requested, not yet observed, estimation round
@@ -159,7 +153,7 @@ class VASSampler(UniformSampler):
             if self.num_rows <= self.pool_size:
                 pool = list(range(self.num_rows))
             else:
-                pool = sorted(self._wrng.sample(range(self.num_rows), self.pool_size))
+                pool = sorted(self.aux_rng.sample(range(self.num_rows), self.pool_size))
             self._pending = pool
             return Request(list(pool), [self.curriculum_rollouts] * len(pool), measure=DIVERSITY)
         n_weighted = int(num_prompts * self.mixture_ratio)  # MixedCurriculumSampler: int(B · λ)
@@ -186,9 +180,7 @@ class VASSampler(UniformSampler):
             raise ValueError(
                 "vas sampler: the estimation round needs the completions' token ids (Observation.completions)"
             )
-        accuracy = torch.cat([a.detach().float().flatten().cpu() for a in obs.accuracies])  # [N]
-        sizes = [int(a.numel()) for a in obs.accuracies]
-        group = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))  # [N]
+        accuracy, group = obs.flat(obs.accuracies)  # [N] float32, [N]
         ovs = outcome_variance(accuracy, group)  # [P] p(1 − p)
         if len(obs.completions) == len(obs.rows):
             tds = trajectory_diversity(obs.completions, measure=self.diversity).to(ovs)  # [P]
@@ -254,16 +246,15 @@ class VASSampler(UniformSampler):
             return []
         if self._weights:
             rows = sorted(self._weights)
-            return self._wrng.choices(rows, weights=[self._weights[r] for r in rows], k=k)
+            return self.aux_rng.choices(rows, weights=[self._weights[r] for r in rows], k=k)
         candidates = self._pool or list(range(self.num_rows))
-        return [candidates[self._wrng.randrange(len(candidates))] for _ in range(k)]
+        return [candidates[self.aux_rng.randrange(len(candidates))] for _ in range(k)]
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         rows = sorted(self._weights)
         return {
             **super().state_dict(),
-            "weighted_rng": self._wrng.getstate(),
             "weight_rows": rows,
             "weight_values": [self._weights[r] for r in rows],
             "pool": list(self._pool),
@@ -277,7 +268,6 @@ class VASSampler(UniformSampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._wrng.setstate(state["weighted_rng"])
         self._weights = dict(zip(state["weight_rows"], state["weight_values"], strict=True))
         self._pool = list(state["pool"])
         self._pending = None if state["pending"] is None else list(state["pending"])
@@ -286,10 +276,6 @@ class VASSampler(UniformSampler):
         self._stats = dict(state["stats"])
         self._weighted_slots = list(state["weighted_slots"])
         self._batch_stats = dict(state["batch_stats"])
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 SAMPLERS.add("vas", VASSampler)

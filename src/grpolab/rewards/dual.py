@@ -31,8 +31,8 @@ A completion in which no interval / number can be read scores 0.0 (both parts: a
 mistake, not a data error). A reference that cannot be read in the mode asked for raises ``ValueError`` (a data
 error, reported by ``score_completions``).
 
-Registered from this module: ``grpolab.rewards`` must import it for ``VERIFIERS["dual"]`` to exist (until then
-``grpolab.data.variance_select`` imports it, so every task built through ``grpolab.data`` can name it).
+Registered from this module: importing ``grpolab.rewards`` imports every module of the package, this one included,
+so ``VERIFIERS["dual"]`` exists wherever verifiers are looked up.
 
 >>> fn = VERIFIERS["dual"]()
 >>> fn(prompts=["q", "q", "q"], completions=["It spans [1, 5].", "69", "68"], answer=["[3, 7]", "68", "68"])
@@ -46,7 +46,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from grpolab.rewards.verifiers import VERIFIERS, VerifierReward, last_number
+from grpolab.core.checks import check_choice, is_number
+from grpolab.rewards.verifiers import VERIFIERS, VerifierReward, last_number, reference_number, strip_gsm8k
 
 #: How the reference is read: "auto" decides from the reference itself (interval, then number, then text).
 MODES = ("auto", "interval", "scalar", "text")
@@ -199,15 +200,6 @@ def parse_interval(text: str) -> tuple[float, float] | None:
     return max(candidates, key=lambda c: c[0])[1]
 
 
-def _strip_gsm8k(reference: str) -> str:
-    """GSM8K's answers end with "#### <final answer>": keep what follows the last "####"."""
-    return reference.rsplit("####", 1)[1] if "####" in reference else reference
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def reference_kind(reference: Any, mode: str = "auto") -> tuple[str, Any]:
     """How a reference is scored: ``("interval", (s, e))``, ``("scalar", x)`` or ``("text", str)``.
 
@@ -220,8 +212,7 @@ def reference_kind(reference: Any, mode: str = "auto") -> tuple[str, Any]:
     >>> reference_kind([3, 7]), reference_kind("-22"), reference_kind("B"), reference_kind("3-7")
     (('interval', (3.0, 7.0)), ('scalar', -22.0), ('text', 'B'), ('interval', (3.0, 7.0)))
     """
-    if mode not in MODES:
-        raise ValueError(f"dual verifier: mode must be one of {MODES}, got {mode!r}")
+    check_choice("dual verifier", "mode", mode, MODES)
     if mode in ("auto", "interval"):
         interval = _reference_interval(reference)
         if interval is not None:
@@ -229,22 +220,19 @@ def reference_kind(reference: Any, mode: str = "auto") -> tuple[str, Any]:
         if mode == "interval":
             raise ValueError(f"dual verifier: the reference {reference!r} is not an interval [start, end]")
     if mode in ("auto", "scalar"):
-        if _is_number(reference):
+        if is_number(reference, finite=False):
             return "scalar", float(reference)
-        text = _strip_gsm8k(str(reference))
+        text = strip_gsm8k(str(reference))
         if _WHOLE_NUMBER_RE.fullmatch(text):
             return "scalar", float(text)
-        if mode == "scalar":
-            value = last_number(text)
-            if value is None or math.isnan(value):
-                raise ValueError(f"dual verifier: the reference {reference!r} holds no number")
-            return "scalar", value
+        if mode == "scalar":  # the numeric verifier's reading: the last number after the "####" cut
+            return "scalar", reference_number(reference, where="dual verifier")
     return "text", str(reference).strip()
 
 
 def _reference_interval(reference: Any) -> tuple[float, float] | None:
     if isinstance(reference, Sequence) and not isinstance(reference, str):
-        if len(reference) != 2 or not all(_is_number(x) for x in reference):
+        if len(reference) != 2 or not all(is_number(x, finite=False) for x in reference):
             raise ValueError(f"dual verifier: an interval reference needs two numbers [start, end], got {reference!r}")
         start, end = float(reference[0]), float(reference[1])
     else:
@@ -337,8 +325,7 @@ def dual(
     >>> dual(discrete_weight=0.5)(prompts=["q"], completions=["[2, 4]"], answer=[[2, 4]])
     [1.5]
     """
-    if mode not in MODES:
-        raise ValueError(f"dual verifier: mode must be one of {MODES}, got {mode!r}")
+    check_choice("dual verifier", "mode", mode, MODES)
     weights = (discrete_weight, continuous_weight)
     if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
         raise ValueError(

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from grpolab.core.checks import is_number
 from grpolab.core.registry import Registry
 
 #: Verifier factories by name: ``VERIFIERS[name](*, answer_column="answer", **options) -> reward function``.
@@ -106,8 +107,13 @@ class VerifierReward:
         return f"VerifierReward({self.__name__!r}, answer_column={self.answer_column!r}{options})"
 
 
-def _strip_gsm8k(reference: str) -> str:
-    """GSM8K's answer field ends with "#### <final answer>": keep what follows the last "####"."""
+def strip_gsm8k(reference: str) -> str:
+    """GSM8K's answer field ends with "#### <final answer>": keep what follows the last "####" (a reference without
+    "####" is returned as it is).
+
+    >>> strip_gsm8k("48 / 2 = 24 clips ... #### 72"), strip_gsm8k("72")
+    (' 72', '72')
+    """
     return reference.rsplit("####", 1)[1] if "####" in reference else reference
 
 
@@ -174,17 +180,24 @@ def last_number(text: str, *, fractions: bool = True) -> float | None:
     return _to_float(tokens[-1]) if tokens else None
 
 
-def _reference_number(reference: Any, fractions: bool) -> float:
-    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+def reference_number(reference: Any, *, fractions: bool = True, where: str = "numeric verifier") -> float:
+    """The number a reference answer holds: a number as it is, else the last number (``last_number``) of its text
+    after GSM8K's "####" cut (``strip_gsm8k``). A reference with no number (or a zero-denominator fraction) raises
+    ``ValueError`` (a data error), prefixed with ``where`` (the verifier reading it).
+
+    >>> reference_number(3), reference_number("so #### 1,000"), reference_number("1/4")
+    (3.0, 1000.0, 0.25)
+    """
+    if is_number(reference, finite=False):
         return float(reference)
-    value = last_number(_strip_gsm8k(str(reference)), fractions=fractions)
+    value = last_number(strip_gsm8k(str(reference)), fractions=fractions)
     if value is None or math.isnan(value):
-        raise ValueError(f"numeric verifier: the reference {reference!r} holds no number")
+        raise ValueError(f"{where}: the reference {reference!r} holds no number")
     return value
 
 
 def _score_numeric(text: str, reference: Any, *, rel_tol: float, abs_tol: float, fractions: bool) -> float:
-    target = _reference_number(reference, fractions)
+    target = reference_number(reference, fractions=fractions)
     value = last_number(text, fractions=fractions)
     if value is None:
         return 0.0
@@ -236,7 +249,7 @@ def _score_math(text: str, reference: Any, *, timeout_seconds: int | None) -> fl
     # any other). Outside the main thread, switch its timeouts off (its documented way): the call is then unbounded,
     # so callers that score in threads must bound the time themselves (or score in the main thread / a process pool).
     timeout = timeout_seconds if threading.current_thread() is threading.main_thread() else None
-    gold = mv.parse(_strip_gsm8k(str(reference)), parsing_timeout=timeout)
+    gold = mv.parse(strip_gsm8k(str(reference)), parsing_timeout=timeout)
     if not gold:  # an unparsable reference: the verifier does not apply (TRL's accuracy_reward does the same)
         return None
     answer = mv.parse(text, parsing_timeout=timeout)
