@@ -26,6 +26,7 @@ from grpolab.core.scaffold import (
     minimal_level_choice,
     noise_count,
     noise_positions,
+    prompt_text,
     scaffold_replacement,
     space_noise,
     splice_index,
@@ -50,6 +51,9 @@ def test_true_hard_groups_by_hand():
         True,
         False,
     ]
+    # groups past the largest id in the batch, and an empty batch, have no member: not hard
+    assert true_hard_groups(torch.tensor([0.0]), torch.tensor([1]), 3).tolist() == [False, True, False]
+    assert true_hard_groups(torch.zeros(0), torch.zeros(0, dtype=torch.long), 2).tolist() == [False, False]
 
 
 def test_minimal_level_choice_by_hand():
@@ -216,6 +220,23 @@ def test_apply_hint_puts_the_hint_before_the_prompt_and_into_the_last_user_messa
     with pytest.raises(ValueError, match="prompt must be"):
         map_prompt_text(3, str.upper)
     assert HINT_TEMPLATE.format(hint="1", prompt="2") == "(1) 2"
+
+
+def test_prompt_text_reads_what_map_prompt_text_changes():
+    chat = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}]
+    assert prompt_text("23+45=") == "23+45=" and prompt_text(chat) == "q2"  # the LAST user message
+    assert prompt_text([{"role": "user"}]) == ""  # no content: the empty question, as map_prompt_text maps it
+    seen = []
+    for prompt in ("7+1=", chat):
+        map_prompt_text(prompt, lambda text: seen.append(text) or text)
+    assert seen == [prompt_text("7+1="), prompt_text(chat)]
+    # a chat prompt without a user message has no question: both raise (ICPO used to fall back to the last message)
+    no_user = [{"role": "system", "content": "be brief"}, {"role": "assistant", "content": "2+2="}]
+    for fn in (prompt_text, lambda p: map_prompt_text(p, str.upper)):
+        with pytest.raises(ValueError, match=r"needs a user message .* got roles \['system', 'assistant'\]"):
+            fn(no_user)
+        with pytest.raises(ValueError, match="prompt must be"):
+            fn({"role": "user", "content": "x"})
 
 
 def test_space_noise_never_changes_the_problem():

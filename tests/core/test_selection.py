@@ -26,8 +26,16 @@ def test_mask_prefix_keeps_only_sampled_tokens_and_leaves_advantages_alone():
     assert metrics["prefix_token_frac"] == pytest.approx(5 / 12)
 
 
-def test_mask_prefix_explains_a_missing_or_misshaped_key():
-    with pytest.raises(ValueError, match="prefix_len"):
-        mask_prefix(rollout(None, [2, 2]), torch.zeros(2, 5))
+def test_mask_prefix_reads_a_missing_key_as_no_given_token():
+    # no strategy wrote prefixes (a part used outside the trainer): prefix 0 everywhere, every valid token kept,
+    # exactly as with an explicit all-zero prefix_len
+    r = rollout(None, [3, 5, 1])
+    adv = torch.arange(15.0).view(3, 5)
+    out, keep, metrics = mask_prefix(r, adv)
+    assert torch.equal(out, adv) and torch.equal(keep, r.mask) and metrics == {"prefix_token_frac": 0.0}
+    assert torch.equal(keep, mask_prefix(rollout([0, 0, 0], [3, 5, 1]), adv)[1])
+
+
+def test_mask_prefix_explains_a_misshaped_key():
     with pytest.raises(ValueError, match="long"):
         mask_prefix(rollout([[1], [1]], [2, 2]), torch.zeros(2, 5))

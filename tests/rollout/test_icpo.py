@@ -186,7 +186,54 @@ def test_nothing_is_appended_when_every_ief_completion_is_wrong():
     sampled = main_batch(ctx)
     out, m = run(ctx, sampled)
     assert out.size == sampled.size and m["ief_accept_rate"] == 0.0
-    assert out.extras["off_policy"].tolist() == [False] * sampled.size  # the flag is always present
+    assert out is sampled  # the batch as it is: the trainer fills off_policy (False) for every row
+
+
+def test_a_step_without_ief_completions_trains_with_the_off_policy_flag_all_false(tmp_path):
+    """No row has n_demo other cached questions: nothing is generated or appended, and the trainer's Rollout still
+    carries off_policy (all False) and prefix_len (all 0) for the mixed_policy loss."""
+    config = resolve(
+        None,
+        {"model": "random-tiny", "task": "arith", "algo": "icpo", "num_prompts": 3, "num_generations": 2,
+         "max_new_tokens": 3, "progress": False, "output_dir": str(tmp_path), "name": "t", "eval_every": 0,
+         "rollout": [{"name": "icpo_expert", "params": {"n_demo": 10}}]},
+    )  # fmt: skip
+    trainer = Trainer(config)
+    batch = trainer.rollout_batch()
+    r = batch.rollout
+    assert batch.metrics["ief_frac"] == 0.0 and r.batch_size == 6
+    assert r.extras["off_policy"].dtype == torch.bool and r.extras["off_policy"].tolist() == [False] * 6
+    assert r.extras["prefix_len"].tolist() == [0] * 6
+    assert math.isfinite(trainer.update(batch)["loss"])
+
+
+def test_ief_completions_are_scored_once_under_the_plain_prompt_and_counted_as_generated(tmp_path):
+    """Through the trainer: the reward functions never see a demonstration prompt (the IEF completions are generated
+    unscored and scored once, after the swap), and their tokens count in generated_tokens."""
+    seen: list[list[str]] = []
+
+    def recording(prompts, completions, **_):
+        seen.append(list(prompts))
+        return [1.0] * len(completions)
+
+    if "icpo_recording" not in TASKS:
+        base = arith_task()
+        TASKS.register("icpo_recording")(lambda **_: Task("icpo_recording", base.train, base.eval, [recording]))
+    config = resolve(
+        None,
+        {"model": "random-tiny", "task": "icpo_recording", "algo": "icpo", "num_prompts": 3, "num_generations": 2,
+         "max_new_tokens": 3, "progress": False, "output_dir": str(tmp_path), "name": "t", "eval_every": 0},
+    )  # fmt: skip
+    trainer = Trainer(config)
+    batch = trainer.rollout_batch()
+    assert int(batch.rollout.extras["off_policy"].sum()) == 3 and batch.metrics["ief_accept_rate"] == 1.0
+    # two scoring passes: the main batch (3 prompts x 2, row p's question at 2p), then the 3 IEF completions under
+    # their row's plain question
+    assert len(seen) == 2 and len(seen[0]) == 6
+    assert seen[1] == [seen[0][2 * i] for i in batch.gen.prompt_index[6:].tolist()]
+    assert all(" " not in p for p in seen[0])  # a demonstration prompt "{demos} {prompt}" has a space
+    # every generated token is in the batch (all IEF completions were kept): main batch + IEF completions
+    assert trainer.generated_tokens == batch.gen.num_tokens > int(batch.gen.completion_mask[:6].sum())
 
 
 @pytest.mark.parametrize(("step", "expected"), [(0, 2.0), (100, 1.75), (200, 1.5), (399, 1.0025), (400, 1.0),
@@ -263,6 +310,21 @@ def test_cache_helpers():
     assert update_demo_cache([], [{"prompt": chat, "sol": "4"}], answer_key="sol", capacity=3) == [["2+2=", "4"]]
     demo = with_demonstrations(chat, "1+1=2", template="{demos}\n\n{prompt}")
     assert demo[-1]["content"] == "1+1=2\n\n2+2=" and chat[-1]["content"] == "2+2=" and demo[0] == chat[0]
+    # the question is the LAST user message; a chat prompt without one has no question: a ValueError, not a guess
+    turns = [
+        {"role": "user", "content": "1+1="},
+        {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "3+3="},
+    ]
+    assert with_demonstrations(turns, "D", template="{demos} {prompt}") == [
+        *turns[:2],
+        {"role": "user", "content": "D 3+3="},
+    ]
+    no_user = [{"role": "system", "content": "2+2="}]
+    with pytest.raises(ValueError, match="user message"):
+        with_demonstrations(no_user, "1+1=2", template="{demos} {prompt}")
+    with pytest.raises(ValueError, match="user message"):
+        update_demo_cache([], [{"prompt": no_user, "answer": "4"}], answer_key="answer", capacity=3)
     torch.manual_seed(0)
     draws = [draw_demonstrations(4, 2, 1)[0] for _ in range(400)]
     assert set(draws) == {0, 1, 3}  # uniform over the others, never the own index

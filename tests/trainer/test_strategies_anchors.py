@@ -62,7 +62,8 @@ def test_no_anchor_without_hard_groups_and_the_cut_to_the_generation_limit(tmp_p
     sampled = t._sample(rows, 2)
     easy = dataclasses.replace(sampled, accuracy=torch.tensor([1.0, 0.0, 0.0, 1.0]))
     out, metrics = ROLLOUT_STRATEGIES["expert_anchors"](t.context, easy, max_len=8)
-    assert out.size == 4 and out.extras["off_policy"].tolist() == [False] * 4 and metrics == {"anchor_frac": 0.0}
+    # the batch as it is (the trainer fills off_policy False for every row)
+    assert out is easy and out.size == 4 and metrics == {"anchor_frac": 0.0}
     hard = dataclasses.replace(sampled, accuracy=torch.zeros(4))
     out, _ = ROLLOUT_STRATEGIES["expert_anchors"](t.context, hard, max_len=1)
     assert out.size == 6 and out.gen.truncated[4:].all() and (out.gen.completion_mask[4:].sum(-1) == 1).all()
@@ -99,6 +100,18 @@ def test_dagrpo_batch_trains_on_anchors_with_a_positive_advantage(tmp_path):
     assert batch.metrics["anchor_frac"] == 1.0 and batch.metrics["anchor_reward"] == 1.0
     metrics = t.update(batch)
     assert torch.isfinite(torch.tensor(metrics["loss"]))
+
+
+def test_a_dagrpo_step_without_hard_groups_trains_with_the_off_policy_flag_all_false(tmp_path):
+    """threshold -1: no group is hard, no anchor is appended; the Rollout still carries off_policy (all False)."""
+    torch.manual_seed(0)
+    rollout = [{"name": "expert_anchors", "params": {"threshold": -1.0}}, {"name": "token_ids"}]
+    t = trainer(tmp_path, algo="dagrpo", rollout=rollout)
+    batch = t.rollout_batch()
+    P, G = t.config.num_prompts, t.config.num_generations
+    assert batch.metrics["anchor_frac"] == 0.0 and batch.rollout.batch_size == P * G
+    assert batch.rollout.extras["off_policy"].tolist() == [False] * (P * G)
+    assert torch.isfinite(torch.tensor(t.update(batch)["loss"]))
 
 
 def test_gtpo_batch_reads_token_ids_and_entropy_and_filters_a_random_model(tmp_path):

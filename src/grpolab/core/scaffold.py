@@ -21,7 +21,8 @@ split no number or word (see its docstring for why the task stays well defined).
 
 **Hint text**: :func:`answer_prefix_hints` (the generic Solution-tier fallback: growing prefixes of the reference
 answer) and :func:`apply_hint` (the hint put *in front of* the prompt, so that a completion still starts right after
-the original prompt text and keeps the task's answer format).
+the original prompt text and keeps the task's answer format); :func:`map_prompt_text` / :func:`prompt_text` change /
+read the question of a string or chat prompt (shared with ICPO's demonstration prompts).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from grpolab.core.dagrpo import hard_groups
 from grpolab.core.stats import group_count, group_mean
 
 #: Default form of a hinted prompt: the hint in parentheses, a space, then the original prompt. It uses only
@@ -55,13 +57,18 @@ def true_hard_groups(accuracy: Tensor, group: Tensor, num_groups: int, *, thresh
         num_groups: P.
         threshold: a completion failed when its accuracy is <= threshold; default 0.0 (a 0/1 verifier).
 
+    DaGRPO's anchor trigger is the same test (:func:`grpolab.core.dagrpo.hard_groups`, which this calls); the two
+    conventions added here are the NaN accuracy (a failure) and the group without members (not hard).
+
     >>> true_hard_groups(torch.tensor([0.0, 0, 1, 0, 0]), torch.tensor([0, 0, 1, 1, 2]), 4).tolist()
     [True, False, True, False]
     """
     acc = torch.nan_to_num(accuracy.float(), nan=0.0)  # [N]
-    best = torch.full((num_groups,), -math.inf, device=acc.device).scatter_reduce(0, group, acc, "amax")  # [P]
-    present = group_count(group, num_groups) > 0  # [P]
-    return (best <= threshold) & present  # [P]
+    hard = torch.zeros(num_groups, dtype=torch.bool, device=acc.device)  # [P]
+    if acc.numel():
+        seen = hard_groups(acc, group, threshold=threshold)  # [max group + 1]
+        hard[: seen.shape[0]] = seen
+    return hard & (group_count(group, num_groups) > 0)  # [P]: a group without members is not hard
 
 
 def minimal_level_choice(correct: Tensor, level: Tensor, source: Tensor, num_groups: int) -> Tensor:
@@ -337,15 +344,40 @@ def map_prompt_text(prompt: Any, fn: Callable[[str], str]) -> Any:
     >>> map_prompt_text("1+1=", str.upper), map_prompt_text([{"role": "user", "content": "a"}], str.upper)
     ('1+1=', [{'role': 'user', 'content': 'A'}])
     """
-    if isinstance(prompt, str):
+    last = _last_user_message(prompt)
+    if last is None:
         return fn(prompt)
+    out = [dict(m) for m in prompt]
+    out[last]["content"] = fn(str(out[last].get("content", "")))
+    return out
+
+
+def prompt_text(prompt: Any) -> str:
+    """The text :func:`map_prompt_text` maps: a string prompt itself, or the content of the last user message of a
+    chat prompt (the question). A chat prompt without a user message raises ValueError.
+
+    >>> chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "1+1="}]
+    >>> prompt_text("23+45="), prompt_text(chat)
+    ('23+45=', '1+1=')
+    """
+    last = _last_user_message(prompt)
+    return prompt if last is None else str(prompt[last].get("content", ""))
+
+
+def _last_user_message(prompt: Any) -> int | None:
+    """None for a string prompt; the index of the last user message of a chat prompt. Anything else, and a chat
+    prompt without a user message (there is no question to change), raises ValueError."""
+    if isinstance(prompt, str):
+        return None
     if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
         last = max((i for i, m in enumerate(prompt) if m.get("role") == "user"), default=None)
         if last is None:
-            raise ValueError("a chat prompt needs a user message to carry the hint or the noise")
-        out = [dict(m) for m in prompt]
-        out[last]["content"] = fn(str(out[last].get("content", "")))
-        return out
+            roles = [m.get("role") for m in prompt]
+            raise ValueError(
+                f"a chat prompt needs a user message (its last one holds the question that gets the hint, the noise or "
+                f"the demonstrations), got roles {roles}"
+            )
+        return last
     raise ValueError(f"a prompt must be a string or chat messages [{{'role': ..., 'content': ...}}], got {prompt!r}")
 
 

@@ -30,7 +30,8 @@ def mask_prefix(
 
     Args:
         key: extras key of a long tensor [B] of prefix lengths; default ``"prefix_len"`` (what
-            ``RolloutContext.continue_from`` writes).
+            ``RolloutContext.continue_from`` writes). A rollout without it has no given token (all 0, the value
+            ``Sampled.append`` and the trainer fill it with), so every valid token is kept.
 
     >>> import torch
     >>> r = Rollout(group=torch.tensor([0, 0]), mask=torch.ones(2, 3, dtype=torch.bool),
@@ -38,9 +39,10 @@ def mask_prefix(
     >>> mask_prefix(r, torch.ones(2, 3))[1].tolist()
     [[True, True, True], [False, False, True]]
     """
-    if key not in rollout.extras:
-        raise ValueError(f"mask_prefix: rollout.extras has no {key!r} (a rollout strategy must write it)")
-    prefix = rollout.extras[key].to(rollout.mask.device).long()  # [B]
+    if key in rollout.extras:
+        prefix = rollout.extras[key].to(rollout.mask.device).long()  # [B]
+    else:  # nothing was given: a batch no strategy wrote prefixes for
+        prefix = torch.zeros(rollout.batch_size, dtype=torch.long, device=rollout.mask.device)  # [B]
     if prefix.shape != (rollout.batch_size,):
         raise ValueError(f"mask_prefix: extras[{key!r}] must be long [{rollout.batch_size}], got {list(prefix.shape)}")
     t = torch.arange(rollout.seq_len, device=rollout.mask.device)  # [T]

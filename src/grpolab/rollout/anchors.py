@@ -21,13 +21,12 @@ from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_choice, check_int
 from grpolab.core.dagrpo import first_member, hard_groups
 from grpolab.rollout.hf import Generation
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, check_fillable_extras
 
 HARD_SIGNALS = ("accuracy", "reward")
-#: extras the anchors can be filled for (anchors are not continuations, and are off-policy)
-FILLABLE = {"off_policy": False, "prefix_len": 0}
 
 
 def reference_token_lists(
@@ -75,28 +74,18 @@ def expert_anchors(
         threshold: a group is hard when every completion's signal is <= threshold; default 0.0.
 
     Must come before strategies that add per-completion extras (e.g. ``token_ids``), except ``prefix_len`` and
-    ``off_policy``, which are filled (0 and False) for the other side.
+    ``off_policy``, which are filled (0 and False) for the other side. A step without a hard group returns the batch
+    as it is (the trainer fills ``off_policy`` False for it).
     """
-    if hard_signal not in HARD_SIGNALS:
-        raise ValueError(f"expert_anchors: hard_signal must be one of {list(HARD_SIGNALS)}, got {hard_signal!r}")
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"expert_anchors: max_len must be an int >= 1 (the generation limit), got {max_len!r}")
-    other = sorted(set(sampled.extras) - set(FILLABLE))
-    if other:
-        raise ValueError(
-            f"expert_anchors: the batch already has per-completion extras {other} that anchors cannot fill; put "
-            "'expert_anchors' before the strategies that write them in the preset's rollout"
-        )
+    check_choice("expert_anchors", "hard_signal", hard_signal, HARD_SIGNALS)
+    check_int("max_len", max_len, minimum=1, where="expert_anchors", hint="the generation limit")
+    check_fillable_extras(sampled, "expert_anchors")
     device = sampled.reward.device
     signal = sampled.accuracy if hard_signal == "accuracy" else sampled.reward  # [N]
     signal = torch.nan_to_num(signal.float(), nan=0.0)  # [N]
     group = sampled.group.to(device)  # [N]
     P = int(group.max().item()) + 1
     hard = hard_groups(signal, group, threshold=threshold)  # [P]
-    base = {**sampled.extras}
-    if "off_policy" not in base:
-        base["off_policy"] = torch.zeros(sampled.size, dtype=torch.bool, device=device)  # [N]
-    sampled = replace(sampled, extras=base)
     if not bool(hard.any()):
         return sampled, {"anchor_frac": 0.0}
     src = first_member(group, P)[hard]  # [M]: one source completion per hard group
@@ -127,6 +116,6 @@ def expert_anchors(
         group=group[src],  # [M]: the advantage group of the hard prompt
         extras={"off_policy": torch.ones(M, dtype=torch.bool, device=device)},  # [M]
     )
-    out = sampled.append(anchors, ctx.pad_id, fill=dict(FILLABLE))
+    out = sampled.append(anchors, ctx.pad_id)  # the sampled rows get off_policy False
     metrics = {"anchor_frac": M / P, "anchor_reward": anchors.reward.mean().item()}
     return out, metrics

@@ -27,7 +27,8 @@ The default templates suit the built-in char-level ``arith`` task (its tokenizer
 ( ) . ,`` and space): one demonstration is ``"{prompt}{solution}"`` (``"12+30=42"``), demonstrations are joined by
 ``" "`` and the IEF prompt is ``"{demos} {prompt}"`` → ``"12+30=42 23+45="``. The code's builder writes
 ``"Question: …\\nAnswer: …"`` blocks joined by blank lines before the question, inside the chat template; pass such
-templates for text / chat tasks (for chat prompts the last user message's content is the question and is replaced).
+templates for text / chat tasks (for chat prompts the last user message's content is the question and is replaced,
+as :func:`grpolab.core.scaffold.map_prompt_text` does for hints; a chat prompt without a user message raises).
 """
 
 from __future__ import annotations
@@ -37,53 +38,35 @@ from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_int
+from grpolab.core.dagrpo import first_member
 from grpolab.core.mixed_policy import OFF_POLICY_KEY, annealed_expert_bonus, expert_region_keep
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
+from grpolab.core.scaffold import map_prompt_text, prompt_text
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, check_fillable_extras
 
-#: extras ``Sampled.append`` can fill for the side that lacks them (IEF completions are not continuations)
-FILLABLE = {OFF_POLICY_KEY: False, "prefix_len": 0}
 #: the state key of the demonstration cache
 DEMOS_KEY = "demos"
 
 
 # ---------------------------------------------------------------------------------------------------- prompts
-def question_text(prompt: Any) -> str:
-    """The question of a task prompt: the string itself, or the content of the last user message of a chat prompt.
-
-    >>> question_text("23+45="), question_text([{"role": "user", "content": "1+1="}])
-    ('23+45=', '1+1=')
-    """
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-        users = [m for m in prompt if m.get("role") == "user"] or prompt
-        return str(users[-1].get("content", ""))
-    raise ValueError(f"icpo_expert: a prompt must be a string or chat messages, got {prompt!r}")
-
-
 def with_demonstrations(prompt: Any, demos: str, *, template: str) -> Any:
-    """The IEF prompt: ``template.format(demos=demos, prompt=question)``; for a chat prompt, a copy whose last user
-    message carries that text.
+    """The IEF prompt: ``template.format(demos=demos, prompt=question)`` with the question of a string prompt, or
+    for a chat prompt a copy whose last user message carries that text
+    (:func:`~grpolab.core.scaffold.map_prompt_text`; a chat prompt without a user message raises ValueError).
 
     >>> with_demonstrations("23+45=", "12+30=42", template="{demos} {prompt}")
     '12+30=42 23+45='
     """
-    if isinstance(prompt, str):
-        return template.format(demos=demos, prompt=prompt)
-    question = question_text(prompt)
-    messages = [dict(m) for m in prompt]
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user"] or [len(messages) - 1]
-    messages[users[-1]]["content"] = template.format(demos=demos, prompt=question)
-    return messages
+    return map_prompt_text(prompt, lambda question: template.format(demos=demos, prompt=question))
 
 
 # ---------------------------------------------------------------------------------------------------- cache
 def update_demo_cache(demos: list, rows: list[dict], *, answer_key: str, capacity: int) -> list[list[str]]:
     """The cache ``demos`` (``[question, solution]`` pairs, oldest first) after seeing ``rows``, FIFO-capped.
 
-    A row enters with its question (:func:`question_text`) and ``str(row[answer_key])``; rows without the column
-    (or with None) are skipped. A question already cached is refreshed: it moves to the newest end with the new
-    solution. Then the oldest pairs leave until at most ``capacity`` remain.
+    A row enters with its question (:func:`~grpolab.core.scaffold.prompt_text`) and ``str(row[answer_key])``; rows
+    without the column (or with None) are skipped. A question already cached is refreshed: it moves to the newest
+    end with the new solution. Then the oldest pairs leave until at most ``capacity`` remain.
 
     >>> update_demo_cache([["1+1=", "2"], ["2+2=", "4"]], [{"prompt": "3+3=", "answer": "6"},
     ...                   {"prompt": "1+1=", "answer": "2"}], answer_key="answer", capacity=3)
@@ -94,7 +77,7 @@ def update_demo_cache(demos: list, rows: list[dict], *, answer_key: str, capacit
         solution = row.get(answer_key)
         if solution is None:
             continue
-        question = question_text(row["prompt"])
+        question = prompt_text(row["prompt"])
         cache.pop(question, None)  # a question seen again becomes the newest
         cache[question] = str(solution)
     pairs = [[q, s] for q, s in cache.items()]
@@ -115,11 +98,6 @@ def draw_demonstrations(size: int, own: int | None, n_demo: int) -> list[int] | 
     # uniform over the others: one draw, or n_demo distinct ones
     picks = [int(torch.randint(others, (1,)).item())] if n_demo == 1 else torch.randperm(others)[:n_demo].tolist()
     return [j + 1 if own is not None and j >= own else j for j in picks]  # skip the row's own question
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"icpo_expert: {name} must be an int >= {low}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- strategy
@@ -148,11 +126,12 @@ def icpo_expert(
     Steps: (1) the batch's rows enter the demonstration cache ``state["demos"]`` (:func:`update_demo_cache`);
     (2) each row gets ``n_demo`` random demonstrations of *other* questions, written with ``demo_template``,
     joined with ``separator`` and put before its question with ``template``; rows for which the cache holds too few
-    other questions get no IEF completion this step; (3) ONE ``ctx.sample(demo_rows, n_off)`` call generates all
+    other questions get no IEF completion this step; (3) ONE ``ctx.generate(demo_rows, n_off)`` call generates all
     IEF completions with the current policy; (4) their prompt ids are replaced by the original row's (from
-    ``sampled.gen``), ``prompt_index`` and ``group`` by the original row's, and they are scored again under the
-    original rows (the code recomputes rewards after the swap); (5) expert region reject sampling keeps those with
-    combined reward ≥ δ (:func:`~grpolab.core.mixed_policy.expert_region_keep`); (6) the annealed bonus
+    ``sampled.gen``), ``prompt_index`` and ``group`` by the original row's, and they are scored once, under the
+    original rows (the code recomputes rewards after the swap; the scores under the demonstration rows are never
+    used, so they are never computed); (5) expert region reject sampling keeps those with combined reward ≥ δ
+    (:func:`~grpolab.core.mixed_policy.expert_region_keep`); (6) the annealed bonus
     β·max(0, 1 − t/T) is added to the kept ones' *combined* reward (``Sampled.reward``, which the advantage reads;
     the per-function ``rewards`` columns and ``accuracy`` keep the verifier's values), so under a 0/1 verifier a
     kept completion has R = 1 + β·max(0, 1 − t/T), and from t ≥ T on it equals an on-policy correct one.
@@ -177,10 +156,11 @@ def icpo_expert(
     completions before rejection), ``ief_accept_rate`` (kept / generated), ``ief_bonus`` (β·max(0, 1 − t/T)),
     ``demo_cache_size``.
 
-    Must come before strategies that add per-completion extras other than ``off_policy`` / ``prefix_len``.
+    Must come before strategies that add per-completion extras other than ``off_policy`` / ``prefix_len``. A step
+    that appends nothing returns the batch as it is (the trainer fills ``off_policy`` False for it).
     """
-    for name, value, low in (("n_off", n_off, 1), ("n_demo", n_demo, 1), ("cache_size", cache_size, 1)):
-        _check_int(name, value, low)
+    for name, value in (("n_off", n_off), ("n_demo", n_demo), ("cache_size", cache_size)):
+        check_int(name, value, minimum=1, where="icpo_expert")
     if not isinstance(state, dict):
         raise ValueError(f"icpo_expert: state must be a dict (the run argument), got {type(state).__name__}")
     for name, text, fields in (
@@ -199,18 +179,8 @@ def icpo_expert(
         expert_region_keep(torch.zeros(0), delta=delta)  # validates δ before any generation
     T = max(int(total_steps), 1) if anneal_steps is None else anneal_steps
     bonus = annealed_expert_bonus(step, beta=beta, anneal_steps=T)  # validates step, beta and T
-    other = sorted(set(sampled.extras) - set(FILLABLE))
-    if other:
-        raise ValueError(
-            f"icpo_expert: the batch already has per-completion extras {other} that IEF completions cannot fill; "
-            "put 'icpo_expert' before the strategies that write them in the preset's rollout"
-        )
-
+    check_fillable_extras(sampled, "icpo_expert")
     device = sampled.reward.device
-    base = dict(sampled.extras)
-    if OFF_POLICY_KEY not in base:
-        base[OFF_POLICY_KEY] = torch.zeros(sampled.size, dtype=torch.bool, device=device)  # [N]
-    sampled = replace(sampled, extras=base)
 
     # (1) the batch's rows enter the FIFO demonstration cache
     demos = update_demo_cache(state.get(DEMOS_KEY, []), sampled.rows, answer_key=answer_key, capacity=cache_size)
@@ -223,7 +193,7 @@ def icpo_expert(
     position = {q: i for i, (q, _) in enumerate(demos)}
     for p in present:
         row = sampled.rows[p]
-        picks = draw_demonstrations(len(demos), position.get(question_text(row["prompt"])), n_demo)
+        picks = draw_demonstrations(len(demos), position.get(prompt_text(row["prompt"])), n_demo)
         if picks is None:
             continue
         text = separator.join(demo_template.format(prompt=demos[j][0], solution=demos[j][1]) for j in picks)
@@ -237,18 +207,16 @@ def icpo_expert(
     if not demo_rows:
         return sampled, {**metrics, "ief_accept_rate": 0.0, "ief_accuracy": 0.0}
 
-    # (3) every IEF completion of the step in one generate call
-    ief = ctx.sample(demo_rows, n_off)
+    # (3) every IEF completion of the step in one generate call, not scored: only the scores under the original
+    # rows count (4), so the demonstration rows are never scored
+    ief = ctx.generate(demo_rows, n_off)
 
-    # (4) swap the demonstration prompt back to the original question (code: _reorganize_batch) and re-score
+    # (4) swap the demonstration prompt back to the original question (code: _reorganize_batch) and score
     gen_device = gen.prompt_index.device
-    src = torch.tensor(sources, dtype=torch.long, device=gen_device)[ief.gen.prompt_index.to(gen_device)]  # [M]
-    N = gen.prompt_index.shape[0]
-    first = torch.full((len(sampled.rows),), N, dtype=torch.long, device=gen_device)  # [P]
-    first = first.scatter_reduce(0, gen.prompt_index, torch.arange(N, device=gen_device), reduce="amin")  # [P]
-    origin = first[src]  # [M]: a completion of the original row in the batch
+    src = torch.tensor(sources, dtype=torch.long, device=gen_device)[ief.prompt_index.to(gen_device)]  # [M]
+    origin = first_member(gen.prompt_index, len(sampled.rows))[src]  # [M]: a completion of the original row
     swapped = replace(
-        ief.gen,
+        ief,
         prompt_ids=gen.prompt_ids[origin],  # [M, Lp]: the plain question, as the on-policy rows have it
         prompt_mask=gen.prompt_mask[origin],  # [M, Lp]
         prompt_index=src,  # [M]
@@ -271,4 +239,4 @@ def icpo_expert(
         group=sampled.group[origin.to(sampled.group.device)[kept_index.to(sampled.group.device)]],  # [K]
         extras={OFF_POLICY_KEY: torch.ones(kept.size, dtype=torch.bool, device=device)},  # [K]
     )
-    return sampled.append(kept, ctx.pad_id, fill=dict(FILLABLE)), metrics
+    return sampled.append(kept, ctx.pad_id), metrics  # the on-policy rows get off_policy False

@@ -13,14 +13,19 @@ from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_int, check_number
 from grpolab.core.dagrpo import first_member
 from grpolab.core.reset import reset_groups, rollin_lengths
 from grpolab.rollout.anchors import reference_token_lists
 from grpolab.rollout.hf import Generation
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, cut_to_limit
-
-#: extras the reset rollouts can be filled for (they are continuations, and on-policy)
-FILLABLE = {"off_policy": False, "prefix_len": 0}
+from grpolab.rollout.strategies import (
+    ROLLOUT_STRATEGIES,
+    RolloutContext,
+    Sampled,
+    check_fillable_extras,
+    cut_to_limit,
+    with_default_extras,
+)
 
 
 def _generator(state: dict[str, Any], seed: int | None) -> torch.Generator:
@@ -86,30 +91,16 @@ def dataset_reset(
 
     Must come before strategies that add per-completion extras other than ``prefix_len`` / ``off_policy``.
     """
-    if isinstance(reset_prob, bool) or not isinstance(reset_prob, (int, float)) or not 0.0 <= reset_prob <= 1.0:
-        raise ValueError(f"dataset_reset: reset_prob must be a probability in [0, 1], got {reset_prob!r}")
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"dataset_reset: max_len must be an int >= 1 (the generation limit), got {max_len!r}")
-    if isinstance(min_rollin, bool) or not isinstance(min_rollin, int) or min_rollin < 0:
-        raise ValueError(f"dataset_reset: min_rollin must be an int >= 0 (usually 0 or 1), got {min_rollin!r}")
+    check_number("reset_prob", reset_prob, minimum=0, maximum=1, where="dataset_reset", hint="a probability")
+    check_int("max_len", max_len, minimum=1, where="dataset_reset", hint="the generation limit")
+    check_int("min_rollin", min_rollin, minimum=0, where="dataset_reset", hint="usually 0 or 1")
     if not isinstance(state, dict):
         raise ValueError("dataset_reset: state must be a dict (the trainer passes the part's checkpointed state)")
-    other = sorted(set(sampled.extras) - set(FILLABLE))
-    if other:
-        raise ValueError(
-            f"dataset_reset: the batch already has per-completion extras {other} that reset rollouts cannot fill; "
-            "put 'dataset_reset' before the strategies that write them in the preset's rollout"
-        )
+    check_fillable_extras(sampled, "dataset_reset")
     device = sampled.reward.device
-    N = sampled.size
     group = sampled.group.to(device)  # [N]
     P = int(group.max().item()) + 1
-    base = {
-        "prefix_len": torch.zeros(N, dtype=torch.long, device=device),  # [N]
-        "off_policy": torch.zeros(N, dtype=torch.bool, device=device),  # [N]
-        **sampled.extras,
-    }
-    sampled = replace(sampled, extras=base)
+    sampled = with_default_extras(sampled)  # documented: both extras on every row, also when no group is reset
 
     g = _generator(state, seed)
     reset = reset_groups(torch.rand(P, generator=g, dtype=torch.float64), reset_prob=reset_prob).to(device)  # [P]
@@ -160,7 +151,7 @@ def dataset_reset(
     )
 
     keep = (~replaced).nonzero().flatten()  # [N − M]
-    out = sampled.take(keep).append(cont, ctx.pad_id, fill=dict(FILLABLE))
+    out = sampled.take(keep).append(cont, ctx.pad_id)
     order = torch.argsort(torch.cat([keep, positions]))  # [N]: back to the original batch positions
     out = out.take(order)
     width = int(out.gen.completion_mask.sum(-1).max())  # drop columns only the dropped completions used

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from grpolab.core.checks import check_choice, check_int
+from grpolab.core.dagrpo import first_member
 from grpolab.core.scaffold import (
     HINT_TEMPLATE,
     answer_prefix_hints,
@@ -27,7 +29,6 @@ from grpolab.core.scaffold import (
     augmentation_strength,
     buffer_reference,
     difficulty_gap,
-    first_failing_member,
     group_member_positions,
     hint_level_for,
     noise_count,
@@ -37,11 +38,17 @@ from grpolab.core.scaffold import (
     true_hard_groups,
     update_buffer,
 )
-from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled
+from grpolab.rollout.strategies import (
+    ROLLOUT_STRATEGIES,
+    RolloutContext,
+    Sampled,
+    check_fillable_extras,
+    with_default_extras,
+)
 
-#: Per-completion extras these strategies write, with the value of the completions they do not touch. Any other
-#: extra already in the batch (from an earlier strategy) cannot be filled for the new completions.
-FILLABLE: dict[str, Any] = {"off_policy": False, "prefix_len": 0, "hint_level": 0, "noise": 0}
+#: The strategies' own per-completion extras, with the value of the completions they do not touch (besides the
+#: fixed ``off_policy`` / ``prefix_len``). Both strategies return every one of them on every row.
+FILL: dict[str, Any] = {"hint_level": 0, "noise": 0}
 TRAIN_PROMPTS = ("hinted", "original")
 HARD_MODES = ("hint", "none")
 EASY_MODES = ("space_noise", "none")
@@ -75,37 +82,18 @@ def level_prompts(
     ]
 
 
-def _check_extras(name: str, sampled: Sampled) -> None:
-    other = sorted(set(sampled.extras) - set(FILLABLE))
-    if other:
-        raise ValueError(
-            f"{name}: the batch already has per-completion extras {other} that re-sampled completions cannot fill; "
-            f"put {name!r} before the strategies that write them in the preset's rollout"
-        )
-
-
-def _with_defaults(sampled: Sampled) -> Sampled:
-    """The batch with every FILLABLE extra present (its default for completions no strategy touched)."""
-    N = sampled.size
-    device = sampled.reward.device
-    extras = dict(sampled.extras)
-    for key, value in FILLABLE.items():
-        if key not in extras:
-            dtype = torch.bool if isinstance(value, bool) else torch.long
-            extras[key] = torch.full((N,), value, dtype=dtype, device=device)  # [N]
-    return replace(sampled, extras=extras)
+def _prepare(name: str, sampled: Sampled) -> Sampled:
+    """The batch checked for extras the re-sampled completions cannot fill, with every extra these strategies write
+    present (``off_policy`` False, ``prefix_len`` 0 and ``FILL`` for the completions they do not touch)."""
+    check_fillable_extras(sampled, name, FILL)
+    return with_default_extras(sampled, FILL)
 
 
 def _splice(ctx: RolloutContext, base: Sampled, new: Sampled, replace_at: torch.Tensor) -> Sampled:
     """``base`` with row ``replace_at[m]`` replaced by row m of ``new`` (completions of ``base.rows``)."""
-    combined = base.append(new, ctx.pad_id, fill=dict(FILLABLE))
+    combined = base.append(new, ctx.pad_id, fill=FILL)
     index = splice_index(base.size, replace_at.cpu(), torch.arange(new.size))  # [N]
     return combined.take(index.to(base.reward.device))
-
-
-def _check_int(name: str, key: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: {key} must be an int >= {low}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- Scaf-GRPO
@@ -158,17 +146,15 @@ def scaf_grpo(
     ``scaf/hint_accuracy``. Must come before strategies that add other per-completion extras.
     """
     name = "scaf_grpo"
-    _check_int(name, "warmup_steps", warmup_steps, 0)
-    _check_int(name, "fallback_levels", fallback_levels, 1)
-    if train_prompt not in TRAIN_PROMPTS:
-        raise ValueError(f"{name}: train_prompt must be one of {list(TRAIN_PROMPTS)}, got {train_prompt!r}")
-    _check_extras(name, sampled)
-    base = _with_defaults(sampled)
+    check_int("warmup_steps", warmup_steps, minimum=0, where=name)
+    check_int("fallback_levels", fallback_levels, minimum=1, where=name)
+    check_choice(name, "train_prompt", train_prompt, TRAIN_PROMPTS)
+    base = _prepare(name, sampled)
     device = sampled.reward.device
     group = sampled.group.to(device)  # [N]
     P = int(group.max().item()) + 1 if sampled.size else 0
     accuracy = sampled.accuracy.to(device)  # [N]
-    first = first_failing_member(accuracy, group, P, threshold=threshold)  # [P]
+    first = first_member(group, P)  # [P]: in a true-hard group every member failed, so the first one did
     hard = true_hard_groups(accuracy, group, P, threshold=threshold)  # [P]
     active = step >= warmup_steps
     metrics = {
@@ -289,19 +275,16 @@ def difficulty_augment(
     ``zero_var_before`` / ``zero_var_after`` (groups whose rewards are all equal, over all groups).
     """
     name = "difficulty_augment"
-    _check_int(name, "window", window, 1)
-    _check_int(name, "max_noise", max_noise, 1)
-    _check_int(name, "fallback_levels", fallback_levels, 1)
+    check_int("window", window, minimum=1, where=name)
+    check_int("max_noise", max_noise, minimum=1, where=name)
+    check_int("fallback_levels", fallback_levels, minimum=1, where=name)
     if not scale > 0:
         raise ValueError(f"{name}: scale must be > 0 (the |ΔR| of full strength; 1 for a 0/1 reward), got {scale}")
     if not margin >= 0:
         raise ValueError(f"{name}: margin must be >= 0, got {margin}")
-    if hard not in HARD_MODES:
-        raise ValueError(f"{name}: hard must be one of {list(HARD_MODES)}, got {hard!r}")
-    if easy not in EASY_MODES:
-        raise ValueError(f"{name}: easy must be one of {list(EASY_MODES)}, got {easy!r}")
-    _check_extras(name, sampled)
-    base = _with_defaults(sampled)
+    check_choice(name, "hard", hard, HARD_MODES)
+    check_choice(name, "easy", easy, EASY_MODES)
+    base = _prepare(name, sampled)
     device = sampled.reward.device
     group = sampled.group.to(device)  # [N]
     P = int(group.max().item()) + 1 if sampled.size else 0
@@ -316,7 +299,7 @@ def difficulty_augment(
     is_hard = (gap > margin) & (hard != "none")  # [P]
     is_easy = (gap < -margin) & (easy != "none")  # [P]
 
-    first = first_failing_member(torch.zeros_like(reward), group, P)  # [P]: every row "fails" → first member
+    first = first_member(group, P)  # [P]: the group's row
     prompt_index = sampled.gen.prompt_index.to(device)  # [N]
     rng = random.Random(f"difficulty_augment:{seed}:{step}")  # deterministic per step (and so across resumes)
     noise = noise_count(strength, max_noise=max_noise)  # [P]

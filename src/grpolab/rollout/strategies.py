@@ -11,6 +11,9 @@ extras into advantages lives in ``grpolab.core``; a strategy only samples, throu
 both scored with the task's rewards. Strategies may declare the run arguments of parts (``step``,
 ``total_steps``, ``state``, ``max_len``; see ``grpolab.algorithms.preset.RUN_ARGUMENTS``).
 
+A strategy that scores new completions under other rows than they were generated from (ICPO's demonstration
+prompt swapped back) generates them unscored with ``ctx.generate`` and scores them once with ``ctx.score``.
+
 Everything per completion in ``Sampled`` is aligned on its N rows: ``gen`` rows, rewards, ``group`` (the
 advantage group, by default the prompt) and ``extras`` (tensors with first dimension N, or lists of N).
 
@@ -23,11 +26,17 @@ Two extras have a fixed meaning, and ``Sampled.append`` fills them for completio
   does). Filled with False.
 - ``prefix_len`` long [N]: leading completion tokens that were given, not sampled (a continuation's prefix, a
   roll-in); ``SELECTORS["mask_prefix"]`` keeps them out of the loss. Filled with 0.
+
+The trainer fills both for the whole batch before it builds the Rollout (and ``SELECTORS["mask_prefix"]`` and
+``POLICY_LOSSES["mixed_policy"]`` read a missing one as its fill value), so a strategy need not write them for a
+step where it adds nothing. A strategy that adds or replaces completions first checks
+(:func:`check_fillable_extras`) that every extra already in the batch can be filled for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -120,6 +129,30 @@ def extend(first: Sampled, other: Sampled, pad_id: int) -> Sampled:
     return replace(first.append(moved, pad_id), rows=[*first.rows, *other.rows])
 
 
+def check_fillable_extras(sampled: Sampled, name: str, extra_fill: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` unless every extra already in ``sampled`` can be filled for the completions strategy
+    ``name`` adds or puts in place: the fixed-meaning ones (``DEFAULT_FILL``) and ``extra_fill`` (the strategy's own
+    extras, which it gives ``Sampled.append`` as ``fill``). An extra an earlier strategy wrote (``token_ids`` ...)
+    has no value for the new completions, so ``name`` must come before that strategy in the preset's rollout."""
+    other = sorted(set(sampled.extras) - set(DEFAULT_FILL) - set(extra_fill))
+    if other:
+        raise ValueError(
+            f"{name}: the batch already has per-completion extras {other} that its new completions cannot fill; "
+            f"put {name!r} before the strategies that write them in the preset's rollout"
+        )
+
+
+def with_default_extras(sampled: Sampled, fill: dict[str, Any] | None = None) -> Sampled:
+    """``sampled`` with every extra of ``{**DEFAULT_FILL, **fill}`` present: one that is missing is added as a
+    tensor [N] of its fill value (bool for a bool value, long for an int), for strategies whose output has them on
+    every row whatever they did (``dataset_reset``, ``scaf_grpo``, ``difficulty_augment``)."""
+    extras = dict(sampled.extras)
+    for key, value in {**DEFAULT_FILL, **(fill or {})}.items():
+        if key not in extras:
+            extras[key] = torch.full((sampled.size,), value, device=sampled.reward.device)  # [N]
+    return replace(sampled, extras=extras)
+
+
 def _take(value: Any, index: Tensor, n: int) -> Any:
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n:
         return value[index]
@@ -138,8 +171,10 @@ def _full_like(template: Any, n: int, value: Any) -> Any:
 class RolloutContext:
     """What a strategy may use: sampling and scoring with the current policy, and the run's position.
 
-    ``sample_fn(rows, num_generations, greedy=..., temperature=..., max_new_tokens=...) -> Sampled``,
-    ``score_fn(rows, gen) -> Sampled``, ``continue_fn`` (``HFEngine.continue_from`` bound to the policy) and
+    ``sample_fn(rows, num_generations, greedy=..., temperature=..., max_new_tokens=..., score=True) -> Sampled``
+    (with ``score=False``: the Generation only, unscored; a ``sample_fn`` without a ``score`` keyword is called
+    without it and :meth:`generate` drops its scores), ``score_fn(rows, gen) -> Sampled``, ``continue_fn``
+    (``HFEngine.continue_from`` bound to the policy) and
     ``outputs_fn(gen) -> (logp [N, T], entropy [N, T])`` (the current policy, no gradient, sampling temperature)
     are supplied by the trainer. ``model`` and ``optimizer`` are there for strategies that model the next update
     (CAPO's curvature); a strategy must not step or modify them.
@@ -171,6 +206,24 @@ class RolloutContext:
         return self.sample_fn(
             rows, num_generations, greedy=greedy, temperature=temperature, max_new_tokens=max_new_tokens
         )
+
+    def generate(
+        self,
+        rows: list[dict],
+        num_generations: int,
+        *,
+        greedy: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Generation:
+        """``num_generations`` new completions of each of ``rows``, as :meth:`sample` draws them but not scored:
+        for completions a strategy scores under other rows (:meth:`score`), so the task's rewards run once. Their
+        tokens count as generated like any sample's. A ``sample_fn`` that has no ``score`` keyword (a hand-built
+        context) is called as by :meth:`sample` and its scores are dropped."""
+        kwargs: dict[str, Any] = {"greedy": greedy, "temperature": temperature, "max_new_tokens": max_new_tokens}
+        if not _takes_keyword(self.sample_fn, "score"):
+            return self.sample_fn(rows, num_generations, **kwargs).gen
+        return self.sample_fn(rows, num_generations, score=False, **kwargs)
 
     def continue_from(
         self,
@@ -208,6 +261,15 @@ class RolloutContext:
     def score(self, rows: list[dict], gen: Generation) -> Sampled:
         """Score completions ``gen`` of ``rows`` with the task's rewards."""
         return self.score_fn(rows, gen)
+
+
+def _takes_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name`` (by name or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it the plain way
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in parameters)
 
 
 def cut_to_limit(ctx: RolloutContext, cont: Sampled, limit: int) -> Sampled:
