@@ -29,7 +29,11 @@ def _train(args: argparse.Namespace) -> int:
     from grpolab.trainer.loop import NonFiniteLossError, Trainer
 
     hf_logging.disable_progress_bar()  # grpolab shows one progress bar; hide the loading / saving bars
-    overrides = {name: parse_value(name, getattr(args, name)) for name in FIELDS if hasattr(args, name)}
+    try:
+        overrides = {name: parse_value(name, getattr(args, name)) for name in FIELDS if hasattr(args, name)}
+    except ValueError as e:
+        print(f"grpolab train: {e}", file=sys.stderr)
+        return 2
     config_file = args.config
     if args.resume:
         run_dir = Path(args.resume)
@@ -106,36 +110,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    from grpolab.trainer.config import FIELDS
+def _add_field_options(parser: argparse.ArgumentParser, fields: dict, *, resume: bool = False) -> None:
+    """``--config`` (and ``--resume`` with ``resume``), then one ``--<option> V`` per config field (``fields``:
+    name -> dataclass field carrying its help text, as ``grpolab.trainer.config.opt`` makes them)."""
+    from grpolab.trainer.config import flag
 
     parser.add_argument("--config", help="YAML file of options (overridden by the options given here)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    if resume:
+        parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     group = parser.add_argument_group("options (YAML syntax for lists and mappings)")
-    for name, f in FIELDS.items():
-        flag = "--" + name.replace("_", "-")
+    for name, f in fields.items():
         default = f.default_factory() if callable(f.default_factory) else f.default
         extra = {"nargs": "?", "const": "true"} if f.type in ("bool", bool) else {}
-        group.add_argument(
-            flag, dest=name, default=argparse.SUPPRESS, metavar="V", help=f"{f.metadata['help']} [{default}]", **extra
-        )
-
-
-def _add_sft_options(parser: argparse.ArgumentParser) -> None:
-    from grpolab.trainer.sft import SFT_FIELDS
-
-    parser.add_argument("--config", help="YAML file of options (overridden by the options given here)")
-    group = parser.add_argument_group("options (YAML syntax for lists and mappings)")
-    for name, f in SFT_FIELDS.items():
-        flag = "--" + name.replace("_", "-")
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        extra = {"nargs": "?", "const": "true"} if f.type in ("bool", bool) else {}
-        group.add_argument(
-            flag, dest=name, default=argparse.SUPPRESS, metavar="V", help=f"{f.metadata['help']} [{default}]", **extra
-        )
+        text = f"{f.metadata['help']} [{default}]"
+        group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, metavar="V", help=text, **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from grpolab.trainer.config import FIELDS
+    from grpolab.trainer.sft import SFT_FIELDS
+
     parser = argparse.ArgumentParser(prog="grpolab", description="GRPO-family RL post-training as composable parts.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -144,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a policy (no options: the built-in model on arith with grpo)",
         description="Train a policy. With no options: the built-in tiny model on the arith task with preset grpo.",
     )
-    _add_train_options(train)
+    _add_field_options(train, FIELDS, resume=True)
     train.set_defaults(run=_train)
 
     sft = sub.add_parser(
@@ -154,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rows, greedy held-out accuracy at the start and end, the model saved to <output_dir>/<name>/model for "
         "`grpolab train --model`. TON's first stage: grpolab sft --task arith_think --thought-dropout 0.5",
     )
-    _add_sft_options(sft)
+    _add_field_options(sft, SFT_FIELDS)
     sft.set_defaults(run=_sft)
 
     ev = sub.add_parser("eval", help="pass@1 and pass@k of a model on a task's held-out prompts")

@@ -1,7 +1,16 @@
 import pytest
 
 from grpolab.core.registry import UnknownNameError
-from grpolab.trainer.config import TrainConfig, parse_value, resolve
+from grpolab.trainer.config import (
+    CHOICES,
+    FIELDS,
+    TrainConfig,
+    check_choices,
+    check_ints,
+    load_options,
+    parse_value,
+    resolve,
+)
 
 
 def test_defaults_give_the_default_run():
@@ -40,6 +49,7 @@ def test_part_overrides_merge_hyper_parameters():
         ({"aggregation": "mean"}, UnknownNameError, "unknown aggregation"),
         ({"regularizers": [{"nam": "kl"}]}, ValueError, "each entry is a name"),
         ({"steps": 0}, ValueError, "--steps must be a positive integer"),
+        ({"save_every": True}, ValueError, "--save-every must be an integer >= 0"),
         ({"num_generations": 2.5}, ValueError, "--num-generations"),
         ({"learning_rate": -1.0}, ValueError, "--learning-rate must be > 0"),
         ({"top_p": 1.5}, ValueError, "--top-p"),
@@ -51,6 +61,34 @@ def test_part_overrides_merge_hyper_parameters():
 def test_invalid_configurations_fail_before_any_work(overrides, error, message):
     with pytest.raises(error, match=message):
         resolve(None, overrides)
+
+
+def test_load_options_reads_the_file_then_the_overrides_and_rejects_unknown_names(tmp_path):
+    # the part grpolab train's resolve and grpolab sft's resolve_sft share
+    file = tmp_path / "run.yaml"
+    file.write_text("steps: 5\nseed: 3\n")
+    assert load_options(file, {"steps": 7}, FIELDS) == {"steps": 7, "seed": 3}
+    assert load_options(None, None, FIELDS) == {}
+    file.write_text("- steps\n")
+    with pytest.raises(ValueError, match="a mapping of option: value"):
+        load_options(file, {}, FIELDS)
+    with pytest.raises(ValueError, match=r"unknown options \['bogus'\]"):
+        load_options(None, {"bogus": 1}, {"steps": None})
+
+
+def test_shared_checks_name_the_flag():
+    config = TrainConfig(steps=0, eval_every=-1, max_new_tokens=None, lr_schedule="step")
+    with pytest.raises(ValueError, match="--steps must be a positive integer, got 0"):
+        check_ints(config, ["steps"])
+    with pytest.raises(ValueError, match="--eval-every must be an integer >= 0, got -1"):
+        check_ints(config, ["eval_every"], minimum=0)
+    check_ints(config, ["max_new_tokens"], optional=True)  # None: decided later (the task's suggestion)
+    with pytest.raises(ValueError, match="--max-new-tokens must be a positive integer, got None"):
+        check_ints(config, ["max_new_tokens"])
+    with pytest.raises(ValueError, match="--seed must be a positive integer, got True"):
+        check_ints(TrainConfig(seed=True), ["seed"])  # a bool is not an integer here
+    with pytest.raises(ValueError, match=r"--lr-schedule must be one of \['constant', 'linear', 'cosine'\]"):
+        check_choices(config, {"lr_schedule": CHOICES["lr_schedule"]})
 
 
 def test_parse_value_uses_yaml_and_field_types():

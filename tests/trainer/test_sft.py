@@ -8,11 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from grpolab.cli import main
+from grpolab.data import Task
+from grpolab.data.arith import arith_task
 from grpolab.models import char_tokenizer, random_tiny_model
 from grpolab.models.policy import load_policy
+from grpolab.rewards.scoring import RewardError
 from grpolab.trainer import sft as sft_module
 from grpolab.trainer.config import resolve
-from grpolab.trainer.loop import Trainer
+from grpolab.trainer.loop import Trainer, evaluate
 from grpolab.trainer.sft import SFTTrainer, build_sft_batch, resolve_sft, sft_loss
 
 TINY = dict(
@@ -165,6 +168,44 @@ def test_bad_data_options_raise_before_training(tmp_path, options, message):
     config = resolve_sft(None, {**TINY, **options, "output_dir": str(tmp_path), "name": "x"})
     with pytest.raises(ValueError, match=message):
         SFTTrainer(config)
+
+
+def test_the_generation_limit_defaults_to_the_tasks_suggestion(tmp_path):
+    # as grpolab train: None takes task.info["max_new_tokens"] (arith_think: 24), else DEFAULT_MAX_NEW_TOKENS (8)
+    think = SFTTrainer(resolve_sft(None, {**TINY, "output_dir": str(tmp_path), "name": "a"}))
+    plain = SFTTrainer(resolve_sft(None, {**TINY, "task": "arith", "output_dir": str(tmp_path), "name": "b"}))
+    given = SFTTrainer(resolve_sft(None, {**TINY, "max_new_tokens": 30, "output_dir": str(tmp_path), "name": "c"}))
+    assert (think.config.max_new_tokens, plain.config.max_new_tokens, given.config.max_new_tokens) == (24, 8, 30)
+    assert "max_new_tokens: 24" in (tmp_path / "a" / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="--max-new-tokens must be a positive integer"):
+        resolve_sft(None, {**TINY, "max_new_tokens": 0})
+
+
+def test_the_greedy_evaluation_scores_every_reward_and_only_the_accuracy_decides_pass_at_1():
+    model, tok = random_tiny_model(seed=0)
+    base = arith_task()
+
+    def always(prompts, completions, **_):  # the accuracy check: every completion passes
+        return [1.0] * len(completions)
+
+    def flaky(prompts, completions, answer, **_):  # fails on the samples whose answer is odd
+        return [0.0 if int(a) % 2 == 0 else 1.0 / 0.0 for a in answer]
+
+    def length(prompts, completions, **_):
+        return [float(len(c)) for c in completions]
+
+    task = Task("t", base.train, base.eval[:6], [flaky, length], accuracy=always)
+    odd = sum(int(r["answer"]) % 2 for r in base.eval[:6])
+    assert odd == 2  # -37 and -33
+    out = evaluate(model, tok, task, num_prompts=6, temperature=0.0, max_new_tokens=5, on_error="skip")
+    # flaky fails on the odd answers: they are counted, not made wrong (pass@1 reads the accuracy check only)
+    assert out["eval/pass@1"] == 1.0 and out["eval/reward_errors"] == float(odd)
+    assert out["eval/reward/always"] == 1.0 and out["eval/reward/flaky"] == 0.0  # mean where it scored
+    assert 0.0 <= out["eval/truncated_frac"] <= 1.0 and 1.0 <= out["eval/response_length"] <= 5.0
+    assert evaluate(model, tok, task, num_prompts=6, temperature=0.0, max_new_tokens=5, on_error="skip") == out
+    with pytest.raises(RewardError, match="flaky"):
+        evaluate(model, tok, task, num_prompts=6, temperature=0.0, max_new_tokens=5)
+    assert evaluate(model, tok, Task("none", base.train, [], [length]), num_prompts=6) == {}
 
 
 def test_cli_help_lists_the_options(capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,26 +163,32 @@ CHOICES = {
 }
 
 
+def flag(name: str) -> str:
+    """The command-line flag of an option: ``max_new_tokens`` -> ``--max-new-tokens``."""
+    return "--" + name.replace("_", "-")
+
+
 def parse_value(name: str, text: str, fields: dict[str, Any] | None = None, command: str = "train") -> Any:
     """A command-line string as the field's type (YAML syntax for lists and dicts); ``fields`` are the options of
     ``grpolab <command>`` (default: ``train``'s)."""
     fields = FIELDS if fields is None else fields
     if name not in fields:
-        raise ValueError(f"unknown option --{name.replace('_', '-')}; see grpolab {command} --help")
+        raise ValueError(f"unknown option {flag(name)}; see grpolab {command} --help")
     kind = str(fields[name].type)
     try:
         if kind in ("int", "float"):  # YAML would read "5e-4" as a string: numbers are parsed as numbers
             return int(text) if kind == "int" else float(text)
     except ValueError:
-        raise ValueError(f"--{name.replace('_', '-')} takes a number, got {text!r}") from None
+        raise ValueError(f"{flag(name)} takes a number, got {text!r}") from None
     value = yaml.safe_load(text) if text != "" else ""
     if kind.startswith("str") and not isinstance(value, str) and value is not None:
         value = text  # "--name 123" stays a string
     return value
 
 
-def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Build the config: defaults < preset method settings < YAML file < overrides; validate everything."""
+def load_options(file: str | Path | None, overrides: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """The options a run sets: the YAML file's mapping (if any), then ``overrides`` over it; raises ValueError for a
+    file that is not a mapping or an option not in ``fields`` (the config dataclass's fields by name)."""
     values: dict[str, Any] = {}
     if file is not None:
         loaded = yaml.safe_load(Path(file).read_text()) or {}
@@ -189,26 +196,52 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
             raise ValueError(f"{file}: a config file holds a mapping of option: value")
         values.update(loaded)
     values.update(overrides or {})
-    unknown = sorted(set(values) - set(FIELDS))
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown options {unknown}; known: {sorted(FIELDS)}")
+        raise ValueError(f"unknown options {unknown}; known: {sorted(fields)}")
+    return values
+
+
+def default_name(prefix: str, task: str) -> str:
+    """The run name when ``--name`` is not given: ``<prefix>-<task>-<date>-<time>``."""
+    return f"{prefix}-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Build the config: defaults < preset method settings < YAML file < overrides; validate everything."""
+    values = load_options(file, overrides, FIELDS)
     algo = values.get("algo", TrainConfig.algo)
     preset = PRESETS[algo]  # unknown presets raise here, listing the known ones
     merged = {**copy.deepcopy(dict(preset.trainer)), **values}  # a copy: the config never aliases the preset
     config = TrainConfig(**{k: v for k, v in merged.items() if k in FIELDS})
     if config.name is None:
-        config.name = f"{config.algo}-{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        config.name = default_name(config.algo, config.task)
     validate(config)
     return config
 
 
+def check_choices(config: Any, choices: dict[str, Sequence[Any]]) -> None:
+    """Raise ValueError unless each option named in ``choices`` holds one of its allowed values."""
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{flag(name)} must be one of {list(allowed)}, got {getattr(config, name)!r}")
+
+
+def check_ints(config: Any, names: Iterable[str], *, minimum: int = 1, optional: bool = False) -> None:
+    """Raise ValueError unless each named option is an integer >= ``minimum`` (a bool is not an integer here);
+    with ``optional`` None is allowed too (an option whose default is decided later)."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    for name in names:
+        value = getattr(config, name)
+        if optional and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{flag(name)} must be {what}, got {value!r}")
+
+
 def validate(config: TrainConfig) -> None:
     """Raise ValueError naming the option for anything that would fail later; builds the preset too."""
-    for name, choices in CHOICES.items():
-        if getattr(config, name) not in choices:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(config, name)!r}"
-            )
+    check_choices(config, CHOICES)
     positive = [
         "num_prompts",
         "num_generations",
@@ -222,26 +255,15 @@ def validate(config: TrainConfig) -> None:
         "keep_checkpoints",
         "lora_r",
     ]
-    for name in positive:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-    if config.max_new_tokens is not None and (
-        not isinstance(config.max_new_tokens, int)
-        or isinstance(config.max_new_tokens, bool)
-        or config.max_new_tokens < 1
-    ):
-        raise ValueError(f"--max-new-tokens must be a positive integer, got {config.max_new_tokens!r}")
-    for name in ("eval_every", "save_every", "warmup_steps", "max_generated_tokens"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+    check_ints(config, positive)
+    check_ints(config, ["max_new_tokens"], optional=True)  # None: the task's suggestion (Trainer)
+    check_ints(config, ["eval_every", "save_every", "warmup_steps", "max_generated_tokens"], minimum=0)
     for name in ("learning_rate", "temperature"):
         if not isinstance(getattr(config, name), (int, float)) or getattr(config, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)!r}")
+            raise ValueError(f"{flag(name)} must be > 0, got {getattr(config, name)!r}")
     for name in ("top_p", "eval_top_p"):
         if not 0 < getattr(config, name) <= 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(config, name)}")
+            raise ValueError(f"{flag(name)} must be in (0, 1], got {getattr(config, name)}")
     nonnegative = (config.eval_temperature, config.max_grad_norm, config.weight_decay, config.top_k, config.eval_top_k)
     if min(nonnegative) < 0:
         raise ValueError("--eval-temperature, --max-grad-norm, --weight-decay, --top-k and --eval-top-k must be >= 0")

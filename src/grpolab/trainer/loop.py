@@ -40,7 +40,7 @@ from grpolab.data.sampler import SAMPLERS, Observation, Request
 from grpolab.models.policy import load_policy
 from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
-from grpolab.rollout.strategies import DEFAULT_FILL, ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend
+from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend, with_default_extras
 from grpolab.trainer import checkpoint
 from grpolab.trainer.config import DEFAULT_MAX_NEW_TOKENS, TrainConfig, to_dict
 from grpolab.trainer.logprob import ValueHead, completion_outputs, sequence_grad_norms
@@ -205,10 +205,7 @@ class Trainer:
 
         old_logp = ref_logp = values = None
         # the fixed-meaning extras (off_policy, prefix_len) are always there, so parts may read them unconditionally
-        extras: dict[str, Any] = {
-            **{k: torch.full((sampled.size,), v, device=self.device) for k, v in DEFAULT_FILL.items()},
-            **sampled.extras,
-        }
+        extras: dict[str, Any] = dict(with_default_extras(sampled).extras)
         with torch.no_grad():
             if self.old_at_rollout or self.value_head is not None or self.needs_old_entropy:
                 out = self._outputs(self.model, gen, value_head=self.value_head, entropy=self.needs_old_entropy)
@@ -480,7 +477,11 @@ class Trainer:
         greedy: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
-    ) -> Sampled:
+        score: bool = True,
+    ) -> Sampled | Generation:
+        """Completions of ``rows`` from the policy, counted in ``generated_tokens``, then scored (``_score``);
+        ``score=False`` returns the Generation unscored (``RolloutContext.generate``: completions a strategy scores
+        under other rows)."""
         gen = self.engine.generate(
             self.model,
             [r["prompt"] for r in rows],
@@ -490,7 +491,7 @@ class Trainer:
             max_new_tokens=max_new_tokens,
         )
         self.generated_tokens += gen.num_tokens
-        return self._score(rows, gen)
+        return self._score(rows, gen) if score else gen
 
     def _continue_from(self, gen: Generation, index: torch.Tensor, cut: torch.Tensor, **kw: Any):
         out, prefix_len = self.engine.continue_from(self.model, gen, index, cut, **kw)
@@ -555,11 +556,7 @@ class Trainer:
                 yield self.model
 
     def _log(self, metrics: dict[str, float]) -> dict[str, float]:
-        # NaN (e.g. the std of a reward nobody returned) is written as null: metrics.jsonl stays valid JSON
-        record = {k: (None if v != v else round(v, 6)) if isinstance(v, float) else v for k, v in metrics.items()}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        return metrics
+        return append_metrics(self.run_dir / "metrics.jsonl", metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -647,10 +644,23 @@ def evaluate(
     seed: int = 0,
     on_error: str = "raise",
 ) -> dict[str, float]:
-    """Held-out accuracy: ``eval/pass@1`` (mean over samples) and ``eval/pass@k`` for k = samples (unbiased
-    estimator of Chen et al. 2021, arXiv 2107.03374). Uses its own seed and leaves the global random state as
-    it found it. With ``on_error="skip"`` a sample whose check raises counts as wrong (``eval/reward_errors``)."""
+    """Held-out scores of ``samples`` completions per prompt on the first ``num_prompts`` eval rows (``grpolab
+    train``'s periodic evaluation, ``grpolab sft``'s greedy one, ``grpolab eval``). ``temperature=0`` decodes greedily.
+
+    - ``eval/pass@1``: mean accuracy (``task.accuracy``) over the samples; ``eval/pass@k`` for k = samples > 1
+      (unbiased estimator of Chen et al. 2021, arXiv 2107.03374).
+    - ``eval/reward/<name>``: the mean of each reward function of the task (and of the accuracy check) over the
+      samples it scored, e.g. ``eval/reward/empty_thought`` for ``arith_think`` (the fraction that skip thinking).
+    - ``eval/response_length``: mean completion length in tokens (EOS included); ``eval/truncated_frac``: the
+      fraction that hit ``max_new_tokens``.
+    - ``eval/reward_errors``: samples a reward function failed on (``on_error="skip"``; ``"raise"`` raises
+      ``RewardError``). A sample whose accuracy check fails counts as wrong; another function's failure leaves its
+      accuracy as checked.
+
+    Uses its own seed and leaves the global random state as it found it. Empty when the task has no eval rows."""
     rows = list(task.eval[:num_prompts])
+    if not rows:
+        return {}
     engine = HFEngine(
         tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, stop=stop
     )
@@ -658,14 +668,31 @@ def evaluate(
         torch.manual_seed(seed + 1_000_003)
         gen = engine.generate(model, [r["prompt"] for r in rows], num_generations=samples, greedy=temperature == 0)
     prompts, completions, columns = reward_inputs(rows, gen)
-    scores = score_completions([task.accuracy], [1.0], prompts, completions, columns, on_error=on_error)
-    correct = scores.finite_rewards()[:, 0] * scores.valid  # a sample whose check failed counts as wrong
+    funcs = list(task.reward_funcs)
+    if task.accuracy not in funcs:
+        funcs.insert(0, task.accuracy)
+    scores = score_completions(funcs, None, prompts, completions, columns, on_error=on_error)
+    # NaN (the check failed or returned None) counts as wrong; the accuracy column alone decides, as when it was
+    # scored on its own
+    correct = scores.finite_rewards()[:, funcs.index(task.accuracy)]  # [P * k]
     correct = correct.view(len(rows), samples)  # [P, k]
     out = {"eval/pass@1": correct.mean().item(), "eval/reward_errors": scores.metrics["reward_errors"]}
     if samples > 1:
         out[f"eval/pass@{samples}"] = pass_at_k(correct, samples).item()
     out["eval/response_length"] = gen.completion_mask.sum(-1).float().mean().item()
+    out["eval/truncated_frac"] = gen.truncated.float().mean().item()
+    out.update({f"eval/reward/{name}": scores.metrics[f"reward/{name}"] for name in scores.names})
     return out
+
+
+def append_metrics(path: str | Path, metrics: dict[str, float]) -> dict[str, float]:
+    """Append ``metrics`` as one JSON line to ``path`` (a run's ``metrics.jsonl``); returns ``metrics``. Floats are
+    rounded to 6 digits; NaN (e.g. the std of a reward nobody returned) is written as null, so the file stays valid
+    JSON."""
+    record = {k: (None if v != v else round(v, 6)) if isinstance(v, float) else v for k, v in metrics.items()}
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return metrics
 
 
 def reward_inputs(rows: list[dict], gen: Generation) -> tuple[list[Any], list[Any], dict[str, list[Any]]]:
@@ -755,4 +782,4 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, float]:
     return Trainer(config, resume=resume).run()
 
 
-__all__ = ["NonFiniteLossError", "Trainer", "evaluate", "pass_at_k", "train"]
+__all__ = ["NonFiniteLossError", "Trainer", "append_metrics", "evaluate", "pass_at_k", "train"]

@@ -20,10 +20,8 @@ crash never leaves a half-written ``model/``). A run that raises after at least 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import random
 import shutil
 import string
 import time
@@ -37,12 +35,21 @@ import torch.nn.functional as F
 import yaml
 
 from grpolab.data import TASKS, Task
+from grpolab.data.sampler import UniformSampler
 from grpolab.data.thought_dropout import thought_dropout
 from grpolab.models.policy import load_policy
-from grpolab.rewards.scoring import score_completions
-from grpolab.rollout.hf import HFEngine
-from grpolab.trainer.config import opt, parse_value
-from grpolab.trainer.loop import NonFiniteLossError, lr_factor, progress_bar, reward_inputs
+from grpolab.trainer.config import (
+    CHOICES,
+    DEFAULT_MAX_NEW_TOKENS,
+    check_choices,
+    check_ints,
+    default_name,
+    flag,
+    load_options,
+    opt,
+    parse_value,
+)
+from grpolab.trainer.loop import NonFiniteLossError, append_metrics, evaluate, lr_factor, progress_bar
 
 
 @dataclass
@@ -78,13 +85,16 @@ class SFTConfig:
     # ------------------------------------------------------------------ evaluation, logging, saving
     eval_every: int = opt(0, "greedy held-out evaluation every N steps (0 = only at the start and the end)")
     eval_prompts: int = opt(500, "held-out prompts per evaluation (the built-in arith tasks hold out 500)")
-    max_new_tokens: int = opt(24, "generation limit of the evaluation (arith_think needs 22 with EOS)")
+    max_new_tokens: int | None = opt(
+        None,
+        "generation limit of the evaluation; must hold the longest training completion (default: the task's "
+        "suggestion, task.info['max_new_tokens'], e.g. 24 for arith_think, which needs 22 with EOS; else 8)",
+    )
     save_model: bool = opt(True, "save the final model and tokenizer to <output_dir>/<name>/model")
     progress: bool = opt(True, "show a progress bar")
 
 
 SFT_FIELDS = {f.name: f for f in dataclasses.fields(SFTConfig)}
-LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 def parse_sft_value(name: str, text: str) -> Any:
@@ -94,37 +104,18 @@ def parse_sft_value(name: str, text: str) -> Any:
 
 def resolve_sft(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SFTConfig:
     """Build the SFT config: defaults < YAML file < overrides; validate everything before any work starts."""
-    values: dict[str, Any] = {}
-    if file is not None:
-        loaded = yaml.safe_load(Path(file).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{file}: a config file holds a mapping of option: value")
-        values.update(loaded)
-    values.update(overrides or {})
-    unknown = sorted(set(values) - set(SFT_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown options {unknown}; known: {sorted(SFT_FIELDS)}")
-    config = SFTConfig(**values)
+    config = SFTConfig(**load_options(file, overrides, SFT_FIELDS))
     if config.name is None:
-        config.name = f"sft-{config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        config.name = default_name("sft", config.task)
     validate_sft(config)
     return config
 
 
 def validate_sft(config: SFTConfig) -> None:
     """Raise ValueError naming the option for anything that would fail later."""
-
-    def flag(name: str) -> str:
-        return "--" + name.replace("_", "-")
-
-    for name in ("steps", "batch_size", "eval_prompts", "max_new_tokens"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{flag(name)} must be a positive integer, got {value!r}")
-    for name in ("eval_every", "warmup_steps"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{flag(name)} must be an integer >= 0, got {value!r}")
+    check_ints(config, ("steps", "batch_size", "eval_prompts"))
+    check_ints(config, ("max_new_tokens",), optional=True)  # None: the task's suggestion (SFTTrainer)
+    check_ints(config, ("eval_every", "warmup_steps"), minimum=0)
     for name in ("learning_rate", "weight_decay", "max_grad_norm", "thought_dropout"):
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -135,8 +126,7 @@ def validate_sft(config: SFTConfig) -> None:
         raise ValueError("--weight-decay and --max-grad-norm must be >= 0")
     if not 0.0 <= config.thought_dropout <= 1.0:
         raise ValueError(f"--thought-dropout is a probability in [0, 1] (TON: 0.5), got {config.thought_dropout}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"--lr-schedule must be one of {list(LR_SCHEDULES)}, got {config.lr_schedule!r}")
+    check_choices(config, {"lr_schedule": CHOICES["lr_schedule"]})
     betas = config.adam_betas
     if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(0 <= float(b) < 1 for b in betas)):
         raise ValueError(f"--adam-betas must be two numbers in [0, 1), e.g. [0.9, 0.99], got {betas!r}")
@@ -264,42 +254,6 @@ def sft_loss(model: Any, batch: SFTBatch) -> torch.Tensor:
     return total / max(1, batch.num_tokens)
 
 
-# ------------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def evaluate_greedy(
-    model: Any, tokenizer: Any, task: Task, *, num_prompts: int = 500, max_new_tokens: int = 24
-) -> dict[str, float]:
-    """Greedy held-out accuracy and every reward function's mean on the first ``num_prompts`` eval rows.
-
-    ``eval/pass@1`` is the task's accuracy of the greedy completion (what ``grpolab eval --temperature 0`` reports),
-    ``eval/response_length`` the mean completion length in tokens (EOS included), ``eval/truncated_frac`` the
-    fraction that hit ``max_new_tokens``, and ``eval/reward/<name>`` the mean of each reward function of the task
-    (for ``arith_think``: ``eval/reward/empty_thought`` is the fraction of greedy answers that skip thinking). A
-    reward function that raises counts as wrong there. Empty when the task has no eval rows.
-    """
-    rows = list(task.eval[:num_prompts])
-    if not rows:
-        return {}
-    engine = HFEngine(tokenizer, max_new_tokens=max_new_tokens, temperature=0.0)
-    gen = engine.generate(model, [r["prompt"] for r in rows], num_generations=1, greedy=True)
-    prompts, completions, columns = reward_inputs(rows, gen)
-    funcs = list(task.reward_funcs)
-    if task.accuracy not in funcs:
-        funcs.insert(0, task.accuracy)
-    scores = score_completions(funcs, None, prompts, completions, columns, on_error="skip")
-    column = funcs.index(task.accuracy)
-    correct = scores.finite_rewards()[:, column] * scores.valid  # [P]: a failed check counts as wrong
-    out = {
-        "eval/pass@1": correct.mean().item(),
-        "eval/response_length": gen.completion_mask.sum(-1).float().mean().item(),
-        "eval/truncated_frac": gen.truncated.float().mean().item(),
-    }
-    out.update(
-        {f"eval/{k}": v for k, v in scores.metrics.items() if k.startswith("reward/") and not k.endswith("_std")}
-    )
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ the trainer
 class SFTTrainer:
     """Builds everything an SFT run needs from an ``SFTConfig``; ``run()`` trains, evaluates and saves."""
@@ -315,6 +269,8 @@ class SFTTrainer:
                 )
         torch.manual_seed(config.seed)
         self.task: Task = TASKS[config.task](**config.task_args)
+        if config.max_new_tokens is None:  # the task's suggestion, as grpolab train takes it
+            config.max_new_tokens = int(self.task.info.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
         self.template = completion_template(config, self.task)
         self.model, self.tokenizer = load_policy(config.model, seed=config.seed)
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -329,11 +285,10 @@ class SFTTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_factor(self.config.lr_schedule, self.config.warmup_steps, self.config.steps)
         )
-        self._rng = random.Random(config.seed)  # the batch order: seeded epochs over the training rows
-        self._order: list[int] = []
+        self.sampler = UniformSampler(len(self.task.train), seed=config.seed)  # seeded epochs over the training rows
         self.step = 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "metrics.jsonl").write_text("")
+        self.metrics_path.write_text("")
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
     def _check_rows(self, sample: int = 256) -> None:
@@ -376,13 +331,7 @@ class SFTTrainer:
 
     def next_rows(self) -> list[dict[str, Any]]:
         """The next ``batch_size`` training rows: seeded epochs, each row once per epoch."""
-        out = []
-        while len(out) < self.config.batch_size:
-            if not self._order:
-                self._order = list(range(len(self.task.train)))
-                self._rng.shuffle(self._order)
-            out.append(self.task.train[self._order.pop()])
-        return out
+        return [self.task.train[i] for i in self.sampler.next(self.config.batch_size)]
 
     def batch(self, rows: list[dict[str, Any]]) -> tuple[SFTBatch, dict[str, float]]:
         """The SFT batch of ``rows`` (thought dropout applied with this step's seed) and its data metrics."""
@@ -427,25 +376,32 @@ class SFTTrainer:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        return evaluate_greedy(
+        """Greedy held-out scores (``loop.evaluate`` at temperature 0): ``eval/pass@1`` is what ``grpolab eval
+        --temperature 0`` reports; ``eval/reward/<name>`` each reward function's mean (for ``arith_think``,
+        ``eval/reward/empty_thought`` is the fraction of greedy answers that skip thinking); a reward function that
+        raises is skipped (``eval/reward_errors``), never stopping the run. Empty when the task has no eval rows."""
+        return evaluate(
             self.model,
             self.tokenizer,
             self.task,
             num_prompts=self.config.eval_prompts,
+            temperature=0.0,
             max_new_tokens=self.config.max_new_tokens,
+            seed=self.config.seed,
+            on_error="skip",
         )
 
     def run(self) -> dict[str, float]:
         """Train for ``steps`` steps; returns the last record (with the final evaluation)."""
         config = self.config
-        last = self._log({"step": 0, **self.evaluate()})
+        last = append_metrics(self.metrics_path, {"step": 0, **self.evaluate()})
         progress = progress_bar(config.progress, config.steps, str(config.name))
         try:
             while self.step < config.steps:
                 metrics = self.train_step()
                 if self.step == config.steps or (config.eval_every and self.step % config.eval_every == 0):
                     metrics.update(self.evaluate())
-                last = self._log(metrics)
+                last = append_metrics(self.metrics_path, metrics)
                 progress.update(1)
                 postfix = f"loss={metrics['loss']:.3g}"
                 if "eval/pass@1" in metrics:
@@ -466,11 +422,10 @@ class SFTTrainer:
         """Where the final model is saved (``grpolab train --model <this>``)."""
         return self.run_dir / "model"
 
-    def _log(self, metrics: dict[str, float]) -> dict[str, float]:
-        record = {k: (None if v != v else round(v, 6)) if isinstance(v, float) else v for k, v in metrics.items()}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        return metrics
+    @property
+    def metrics_path(self) -> Path:
+        """The run's ``metrics.jsonl``: one record per step and evaluation, appended as the run goes."""
+        return self.run_dir / "metrics.jsonl"
 
 
 def save_model(model: Any, tokenizer: Any, folder: Path) -> Path:
@@ -502,7 +457,6 @@ __all__ = [
     "SFTConfig",
     "SFTTrainer",
     "build_sft_batch",
-    "evaluate_greedy",
     "resolve_sft",
     "save_model",
     "sft",
