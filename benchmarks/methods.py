@@ -25,54 +25,20 @@ benchmark keeps what it measured and a re-run with the same ``--out`` skips fini
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runs import ROOT, finish, load_results, run_all, train_records
 
 
 def run_one(preset: str, seed: int, steps: int, eval_prompts: int, workdir: str) -> dict:
     """One training run in a fresh process; returns its summary (raises with the run's stderr on failure)."""
-    name = f"{preset}-s{seed}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "grpolab.cli",
-        "train",
-        "--algo",
-        preset,
-        "--seed",
-        str(seed),
-        "--steps",
-        str(steps),
-        "--eval-every",
-        "0",
-        "--save-every",
-        "0",
-        "--eval-prompts",
-        str(eval_prompts),
-        "--progress",
-        "false",
-        "--output-dir",
-        workdir,
-        "--name",
-        name,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-    records = [json.loads(line) for line in (Path(workdir) / name / "metrics.jsonl").read_text().splitlines()]
+    args = ["--algo", preset, "--seed", str(seed), "--steps", str(steps), "--eval-prompts", str(eval_prompts)]
+    records, wall = train_records(f"{preset}-s{seed}", args, workdir)
     train = [r for r in records if r["step"] > 0]
     tail = train[-max(1, len(train) // 10) :]
 
@@ -142,35 +108,19 @@ def main() -> None:
         presets.insert(0, "grpo")  # the reference of the step-time ratio
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if out.exists():
-        done = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    done = load_results(out)
     have = {(r["preset"], r["seed"], r["steps"]) for r in done}
     todo = [(p, s) for s in seeds for p in presets if (p, s, args.steps) not in have]
-    print(f"{len(todo)} runs to do ({len(have)} already in {out}), {args.jobs} at a time", flush=True)
-    failures = []
-    with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_one, p, s, args.steps, args.eval_prompts, work): (p, s) for p, s in todo}
-        for i, future in enumerate(futures, 1):
-            p, s = futures[future]
-            try:
-                result = future.result()
-            except RuntimeError as e:
-                failures.append(str(e))
-                print(f"[{i}/{len(todo)}] {p} seed {s}: FAILED", flush=True)
-                continue
-            with open(out, "a") as f:
-                f.write(json.dumps(result) + "\n")
-            done.append(result)
-            print(f"[{i}/{len(todo)}] {p} seed {s}: acc {result['acc']:.3f}, {result['step_s']:.3f} s/step", flush=True)
+
+    def run(name: str, seed: int, work: str) -> dict:
+        return run_one(name, seed, args.steps, args.eval_prompts, work)
+
+    new, failures = run_all(todo, run, out, args.jobs, lambda r: f"acc {r['acc']:.3f}, {r['step_s']:.3f} s/step")
+    done += new
     results = [r for r in done if r["steps"] == args.steps and r["preset"] in presets and r["seed"] in seeds]
     print(f"\n{args.steps} steps, seeds {seeds}, {args.eval_prompts} held-out problems, tiny-arith / arith\n")
     print(table(results))
-    for failure in failures:
-        print("\n" + failure, file=sys.stderr)
-    if failures:
-        sys.exit(1)
+    finish(failures)
 
 
 if __name__ == "__main__":

@@ -29,34 +29,21 @@ Results are appended to ``--out`` (JSON lines, one per finished run) as they fin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runs import ROOT, finish, load_results, run_all, train_records
 
 
 def run_one(sampler: str, seed: int, budget: int, steps: int, eval_prompts: int, workdir: str) -> dict:
     """One budgeted training run in a fresh process; returns its summary (raises with stderr on failure)."""
-    name = f"{sampler}-s{seed}"
-    cmd = [sys.executable, "-m", "grpolab.cli", "train", "--algo", "grpo", "--sampler", sampler]
-    cmd += ["--seed", str(seed), "--steps", str(steps), "--max-generated-tokens", str(budget)]
-    cmd += ["--eval-every", "0", "--save-every", "0", "--eval-prompts", str(eval_prompts), "--progress", "false"]
-    cmd += ["--output-dir", workdir, "--name", name]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-    records = [json.loads(line) for line in (Path(workdir) / name / "metrics.jsonl").read_text().splitlines()]
+    args = ["--algo", "grpo", "--sampler", sampler, "--seed", str(seed), "--steps", str(steps)]
+    args += ["--max-generated-tokens", str(budget), "--eval-prompts", str(eval_prompts)]
+    records, wall = train_records(f"{sampler}-s{seed}", args, workdir)
     train = [r for r in records if r["step"] > 0]
 
     def mean(key: str, default: float | None = None) -> float | None:
@@ -135,39 +122,23 @@ def main() -> None:
         names.insert(0, "uniform")  # the reference
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    done = load_results(out)
     key = (args.budget, args.steps)
     have = {(r["sampler"], r["seed"], r["budget"], r["max_steps"]) for r in done}
     todo = [(n, s) for s in seeds for n in names if (n, s, *key) not in have]
-    print(f"{len(todo)} runs to do ({len(have)} already in {out}), {args.jobs} at a time", flush=True)
-    failures = []
-    with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
-        futures = {
-            pool.submit(run_one, n, s, args.budget, args.steps, args.eval_prompts, work): (n, s) for n, s in todo
-        }
-        for i, future in enumerate(futures, 1):
-            n, s = futures[future]
-            try:
-                result = future.result()
-            except RuntimeError as e:
-                failures.append(str(e))
-                print(f"[{i}/{len(todo)}] {n} seed {s}: FAILED", flush=True)
-                continue
-            with open(out, "a") as f:
-                f.write(json.dumps(result) + "\n")
-            done.append(result)
-            print(f"[{i}/{len(todo)}] {n} seed {s}: acc {result['acc']:.3f} after {result['steps']} steps", flush=True)
+
+    def run(name: str, seed: int, work: str) -> dict:
+        return run_one(name, seed, args.budget, args.steps, args.eval_prompts, work)
+
+    new, failures = run_all(todo, run, out, args.jobs, lambda r: f"acc {r['acc']:.3f} after {r['steps']} steps")
+    done += new
     results = [r for r in done if (r["budget"], r["max_steps"]) == key and r["sampler"] in names and r["seed"] in seeds]
     print(
         f"\nbudget {args.budget} tokens or {args.steps} steps, seeds {seeds}, {args.eval_prompts} held-out problems, "
         "tiny-arith / arith\n"
     )
     print(table(results))
-    for failure in failures:
-        print("\n" + failure, file=sys.stderr)
-    if failures:
-        sys.exit(1)
+    finish(failures)
 
 
 if __name__ == "__main__":
