@@ -1,16 +1,14 @@
 """Temporal-RLT: GRPO with a discrete + continuous dual reward and variance-aware data selection."""
 
-from grpolab.algorithms.preset import Part, Preset
+from grpolab.algorithms.grpo import OBJECTIVE
+from grpolab.algorithms.preset import Preset
 
 PRESET = Preset(
     name="dual_reward",
     paper="Reinforcement Learning Tuning for VideoLLMs: Reward Design and Data Efficiency",
     arxiv="2506.01908",
     # The paper keeps GRPO's objective ("built upon the GRPO framework"): GRPO's parts, as in grpo.py.
-    advantage=Part("grpo", {"scale": "group"}),
-    loss=Part("ppo_clip", {"epsilon": 0.2}),
-    aggregation="seq_mean_token_mean",
-    regularizers=(Part("kl", {"coef": 0.04, "estimator": "k3"}),),
+    **OBJECTIVE,
     trainer={
         "num_iterations": 1,
         # variance-aware data selection (the paper's offline repeated-inference selection, run online)

@@ -1,17 +1,15 @@
 """Fleming-R1's two-stage RLVR: GRPO with uniform prompts in stage 1, then adaptive hard-sample mining (prompt
 sampler ``hard_mining``, math in ``core/hard_mining.py``)."""
 
-from grpolab.algorithms.preset import Part, Preset
+from grpolab.algorithms.grpo import OBJECTIVE
+from grpolab.algorithms.preset import Preset
 
 PRESET = Preset(
     name="hard_mining",
     paper="Fleming-R1: Toward Expert-Level Medical Reasoning via Reinforcement Learning",
     arxiv="2509.15279",
     # the RL objective is GRPO's (the abstract: "two-stage RLVR ... using Group Relative Policy Optimization")
-    advantage=Part("grpo", {"scale": "group"}),
-    loss=Part("ppo_clip", {"epsilon": 0.2}),
-    aggregation="seq_mean_token_mean",
-    regularizers=(Part("kl", {"coef": 0.04, "estimator": "k3"}),),
+    **OBJECTIVE,
     trainer={
         "num_iterations": 1,
         "sampler": "hard_mining",

@@ -1,18 +1,16 @@
 """TON (Think-or-Not): thought-dropout SFT, then plain GRPO on accuracy + format where thinking is optional."""
 
-from grpolab.algorithms.preset import Part, Preset
+from grpolab.algorithms.grpo import OBJECTIVE
+from grpolab.algorithms.preset import Preset
 
 PRESET = Preset(
     name="ton",
     paper="Think or Not? Selective Reasoning via Reinforcement Learning for Vision-Language Models",
     arxiv="2505.16854",
     # The GRPO stage is vanilla GRPO (Sec. 3): the method lives in the data (thought dropout) and in the format
-    # reward that accepts an empty thought, not in the objective. GRPO's parts, copied from grpo.py:
-    advantage=Part("grpo", {"scale": "group"}),
-    loss=Part("ppo_clip", {"epsilon": 0.2}),
-    aggregation="seq_mean_token_mean",
-    # TON's code base (R1-V on TRL's GRPOTrainer) keeps TRL's KL term; β = 0.04 was TRL's default there
-    regularizers=(Part("kl", {"coef": 0.04, "estimator": "k3"}),),
+    # reward that accepts an empty thought, not in the objective: GRPO's (grpo.py). Its KL: TON's code base (R1-V on
+    # TRL's GRPOTrainer) keeps TRL's KL term, β = 0.04 by default there.
+    **OBJECTIVE,
     # official script src/scripts/run_grpo_vllm_qwen25vl.sh: 8 generations per prompt, temperature 1.0, one
     # update per rollout (TRL's default)
     trainer={"num_iterations": 1, "num_generations": 8, "temperature": 1.0},

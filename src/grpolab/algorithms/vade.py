@@ -1,17 +1,15 @@
 """VADE: GRPO whose prompts are chosen by Thompson sampling of online Beta difficulty estimates (prompt sampler
 ``vade``, math in ``core/vade.py``)."""
 
-from grpolab.algorithms.preset import Part, Preset
+from grpolab.algorithms.grpo import OBJECTIVE
+from grpolab.algorithms.preset import Preset
 
 PRESET = Preset(
     name="vade",
     paper="VADE: Variance-Aware Dynamic Sampling via Online Sample-Level Difficulty Estimation for Multimodal RL",
     arxiv="2511.18902",
     # VADE is a plug-in sampler for GRPO / GSPO; the objective is GRPO's (DeepSeekMath, Eq. 3), unchanged
-    advantage=Part("grpo", {"scale": "group"}),
-    loss=Part("ppo_clip", {"epsilon": 0.2}),
-    aggregation="seq_mean_token_mean",
-    regularizers=(Part("kl", {"coef": 0.04, "estimator": "k3"}),),
+    **OBJECTIVE,
     trainer={
         "num_iterations": 1,
         "sampler": "vade",
