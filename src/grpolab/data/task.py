@@ -34,6 +34,9 @@ class Task:
     - ``reward_weights``: one weight per function (default 1 each).
     - ``accuracy``: a 0/1 verifier (same convention) used for the accuracy metric and pass@k; default the first
       reward function.
+    - ``env``: a multi-turn environment (``grpolab.envs.Environment``); None (default) for single-turn tasks. With
+      one, every completion (training and evaluation) is an episode of model turns and environment replies
+      (``grpolab.rollout.multiturn``), scored as a whole transcript.
     """
 
     name: str
@@ -43,6 +46,7 @@ class Task:
     reward_weights: list[float] | None = None
     accuracy: RewardFn | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    env: Any = None
 
     def __post_init__(self) -> None:
         if not self.train:

@@ -22,7 +22,18 @@ if TYPE_CHECKING:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 #: Built-in models by name: the folder ``from_pretrained`` loads.
-BUILTIN_MODELS: dict[str, str] = {"tiny-arith": str(Path(__file__).resolve().parent / "tiny_arith")}
+_HERE = Path(__file__).resolve().parent
+BUILTIN_MODELS: dict[str, str] = {
+    "tiny-arith": str(_HERE / "tiny_arith"),
+    "tiny-tools": str(_HERE / "tiny_tools"),
+    "tiny-clinical": str(_HERE / "tiny_clinical"),
+}
+#: The script that regenerates each built-in model's files.
+BUILTIN_SCRIPTS: dict[str, str] = {
+    "tiny-arith": "scripts/pretrain_tiny.py",
+    "tiny-tools": "scripts/warmstart_tools.py",
+    "tiny-clinical": "scripts/warmstart_clinical.py",
+}
 #: Prefix that may precede a built-in name (``"builtin:tiny-arith"``).
 BUILTIN_PREFIX = "builtin:"
 
@@ -31,9 +42,12 @@ PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
 #: The single characters of the character tokenizer (ids 4.. in this order); any other character maps to ``<unk>``.
 CHARS = "0123456789+-*/=()., "
+#: A text alphabet for built-in models that read and write words (tool calls, case vignettes): lower- and
+#: upper-case letters, digits and common punctuation, plus a newline. Pass it as ``char_tokenizer(chars=TEXT_CHARS)``.
+TEXT_CHARS = CHARS + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ<>[]{}:;'\"?!_#%&|~@$^\n"
 
 
-def char_tokenizer(*, model_max_length: int = 64) -> PreTrainedTokenizerBase:
+def char_tokenizer(*, model_max_length: int = 64, chars: str = CHARS) -> PreTrainedTokenizerBase:
     """The character-level tokenizer of the built-in models: one token per character, BOS added, left padding.
 
     Built with the ``tokenizers`` library (a ``WordLevel`` model over single characters, a ``Split`` pre-tokenizer
@@ -44,6 +58,8 @@ def char_tokenizer(*, model_max_length: int = 64) -> PreTrainedTokenizerBase:
     generation.
 
     - ``model_max_length``: longest sequence the model takes; default 64 (the tiny models' position limit).
+    - ``chars``: the single characters of the vocabulary (ids 4.. in this order); default ``CHARS`` (digits and
+      arithmetic signs, the ``tiny-arith`` model's); ``TEXT_CHARS`` adds letters and punctuation. No duplicates.
 
     >>> tok = char_tokenizer()
     >>> tok("23+45=").input_ids
@@ -55,7 +71,10 @@ def char_tokenizer(*, model_max_length: int = 64) -> PreTrainedTokenizerBase:
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *CHARS])}
+    if len(set(chars)) != len(chars):
+        repeated = sorted({c for c in chars if chars.count(c) > 1})
+        raise ValueError(f"char_tokenizer: chars has repeated characters: {repeated}")
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
     backend = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # every character is a token
     backend.decoder = decoders.Fuse()  # join tokens with no separator, so decode(encode(s)) == s
@@ -130,7 +149,7 @@ def resolve_model_path(name_or_path: str) -> str:
         if not (folder / "config.json").is_file():
             raise ValueError(
                 f"built-in model {name!r} has no files in {folder}; regenerate them with "
-                "`python scripts/pretrain_tiny.py` (or reinstall grpolab with its package data)"
+                f"`python {BUILTIN_SCRIPTS[name]}` (or reinstall grpolab with its package data)"
             )
         return str(folder)
     if name_or_path.startswith(BUILTIN_PREFIX):
@@ -163,7 +182,7 @@ def load_pretrained(
 
 
 def random_tiny_model(
-    seed: int = 0, hidden: int = 64, layers: int = 2, *, heads: int = 4
+    seed: int = 0, hidden: int = 64, layers: int = 2, *, heads: int = 4, chars: str = CHARS, max_positions: int = 64
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
     """A randomly initialised small ``LlamaForCausalLM`` with the built-in character tokenizer; no files.
 
@@ -174,6 +193,8 @@ def random_tiny_model(
     - ``hidden``: model width; default 64, usually 32 to 128.
     - ``layers``: decoder layers; default 2.
     - ``heads``: attention heads; default 4.
+    - ``chars``: the tokenizer's characters (``char_tokenizer``); default ``CHARS``, ``TEXT_CHARS`` for text tasks.
+    - ``max_positions``: the position limit (and the tokenizer's ``model_max_length``); default 64.
 
     >>> model, tok = random_tiny_model()
     >>> model.config.vocab_size == len(tok), model.config.num_hidden_layers
@@ -181,8 +202,8 @@ def random_tiny_model(
     """
     from transformers import LlamaForCausalLM
 
-    tokenizer = char_tokenizer()
-    config = tiny_llama_config(tokenizer, hidden=hidden, layers=layers, heads=heads)
+    tokenizer = char_tokenizer(model_max_length=max_positions, chars=chars)
+    config = tiny_llama_config(tokenizer, hidden=hidden, layers=layers, heads=heads, max_positions=max_positions)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -192,8 +213,10 @@ def random_tiny_model(
 
 __all__ = [
     "BUILTIN_MODELS",
+    "BUILTIN_SCRIPTS",
     "CHARS",
     "SPECIAL_TOKENS",
+    "TEXT_CHARS",
     "char_tokenizer",
     "load_pretrained",
     "random_tiny_model",

@@ -220,9 +220,12 @@ class HFEngine:
         greedy: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> Generation:
-        """Like :meth:`generate` from already encoded, left-padded prompts [P, Lp]; ``prompt_index`` is 0..P-1."""
+        """Like :meth:`generate` from already encoded, left-padded prompts [P, Lp]; ``prompt_index`` is 0..P-1.
+        ``stop`` replaces the engine's stop strings for this call (multi-turn rollouts stop at tool calls)."""
         temperature = self.temperature if temperature is None else temperature
+        stop = self.stop if stop is None else list(stop)
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         if limit < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {limit}")
@@ -245,8 +248,8 @@ class HFEngine:
             kwargs.update(temperature=temperature, top_p=self.top_p, top_k=self.top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if self.stop:
-            kwargs.update(stop_strings=self.stop, tokenizer=self.tokenizer)
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
         was_training = model.training
         model.eval()
         if self.share_prefill and len(source) > P and prompt_ids.shape[1] > 1:
@@ -258,7 +261,7 @@ class HFEngine:
             raise RuntimeError("generate returned no new tokens")
         mask, ended = self._completion_mask(completion)  # [N, T'], [N]
         texts = self.decode(completion, mask)
-        stopped = torch.tensor([any(s in t for s in self.stop) for t in texts], dtype=torch.bool, device=device)
+        stopped = torch.tensor([any(s in t for s in stop) for t in texts], dtype=torch.bool, device=device)
         truncated = ~ended & ~stopped & (mask.sum(-1) >= limit)  # [N]
         return Generation(
             prompt_ids=prompt_ids,

@@ -106,7 +106,7 @@ class Sampled:
                 raise ValueError(f"append: extra {key!r} is missing on one side; give fill={{{key!r}: value}}")
             a = self.extras[key] if key in self.extras else _full_like(other.extras[key], self.size, fill[key])
             b = other.extras[key] if key in other.extras else _full_like(self.extras[key], other.size, fill[key])
-            extras[key] = torch.cat([a, b]) if isinstance(a, Tensor) else [*a, *b]
+            extras[key] = _cat_rows(a, b) if isinstance(a, Tensor) else [*a, *b]
         return replace(
             self,
             gen=Generation.cat([self.gen, other.gen], pad_id),
@@ -159,6 +159,15 @@ def _take(value: Any, index: Tensor, n: int) -> Any:
     if isinstance(value, list) and len(value) == n:
         return [value[i] for i in index.tolist()]
     return value
+
+
+def _cat_rows(a: Tensor, b: Tensor) -> Tensor:
+    """Rows of ``a`` then ``b``; per-token extras ([N, T, ...], e.g. ``env_mask``) of different widths are first padded
+    on the right with zeros (False), as ``Generation.cat`` pads the completions they align with."""
+    if a.dim() >= 2 and a.shape[1] != b.shape[1]:
+        width = max(a.shape[1], b.shape[1])
+        a, b = (torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, width - x.shape[1])) for x in (a, b))
+    return torch.cat([a, b])
 
 
 def _full_like(template: Any, n: int, value: Any) -> Any:

@@ -39,7 +39,11 @@ class TrainConfig:
     output_dir: str = opt("runs", "folder that holds the run folders")
     seed: int = opt(0, "seed of every random choice (prompts, sampling, initialisation); runs are deterministic on CPU")
     # ------------------------------------------------------------------ model
-    model: str = opt("tiny-arith", "policy: a built-in name (tiny-arith, random-tiny) or a local Hugging Face folder")
+    model: str = opt(
+        "tiny-arith",
+        "policy: a built-in name (tiny-arith, tiny-tools, tiny-clinical, random-tiny, random-tiny-text) or a local "
+        "Hugging Face folder",
+    )
     dtype: str = opt("fp32", "parameter dtype: fp32 or bf16 (log-prob statistics are always taken in fp32)")
     lora: bool = opt(False, "train LoRA adapters (peft) instead of all weights; the reference is the base model")
     lora_r: int = opt(16, "LoRA rank (usually 8 to 64)")

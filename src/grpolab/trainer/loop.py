@@ -40,6 +40,7 @@ from grpolab.data.sampler import SAMPLERS, Observation, Request
 from grpolab.models.policy import load_policy
 from grpolab.rewards.scoring import score_completions
 from grpolab.rollout.hf import Generation, HFEngine
+from grpolab.rollout.multiturn import run_episodes
 from grpolab.rollout.strategies import ROLLOUT_STRATEGIES, RolloutContext, Sampled, extend, with_default_extras
 from grpolab.trainer import checkpoint
 from grpolab.trainer.config import DEFAULT_MAX_NEW_TOKENS, TrainConfig, to_dict
@@ -132,6 +133,7 @@ class Trainer:
             temperature=config.temperature,
         )
         self.step = 0
+        self._batch_row_ids: list[int] = []
         self.generated_tokens = 0  # every sampled token of the run: all sampler rounds and rollout strategies
         self._rng_at_step_start: dict[str, Any] | None = None
         self._sampler_at_step_start: dict[str, Any] | None = None
@@ -206,6 +208,9 @@ class Trainer:
         old_logp = ref_logp = values = None
         # the fixed-meaning extras (off_policy, prefix_len) are always there, so parts may read them unconditionally
         extras: dict[str, Any] = dict(with_default_extras(sampled).extras)
+        if len(sampled.rows) == len(self._batch_row_ids):  # strategies keep the rows (they remap prompt_index)
+            prompt_id = torch.tensor(self._batch_row_ids, device=self.device)[gen.prompt_index]  # [N]
+            extras["prompt_id"] = prompt_id  # the task.train index of each completion's prompt
         with torch.no_grad():
             if self.old_at_rollout or self.value_head is not None or self.needs_old_entropy:
                 out = self._outputs(self.model, gen, value_head=self.value_head, entropy=self.needs_old_entropy)
@@ -218,7 +223,7 @@ class Trainer:
                     ref_logp = self._outputs(ref, gen).logp
         rollout = Rollout(
             group=sampled.group,
-            mask=gen.completion_mask,
+            mask=loss_mask(gen, extras),
             reward=sampled.reward.to(self.device),
             rewards=torch.nan_to_num(sampled.rewards, nan=0.0).to(self.device),
             reward_names=sampled.reward_names,
@@ -269,6 +274,7 @@ class Trainer:
         needed, rounds, gen_time = config.num_prompts, 0, 0.0
         batch: Sampled | None = None
         generated: list[Sampled] = []
+        row_ids: list[int] = []  # task.train index of each row of ``batch.rows``
         while needed > 0 and rounds < self.sampler.max_rounds:
             request = self.sampler.request(needed, config.num_generations, step=self.step, total_steps=config.steps)
             rows = [self.task.train[i] for i in request.rows]
@@ -286,10 +292,12 @@ class Trainer:
             index = sampled.gen.prompt_index  # [N]
             part = sampled.take(torch.nonzero(torch.isin(index, torch.tensor(chosen, device=index.device))).flatten())
             batch = part if batch is None else extend(batch, part, self.engine.pad_id)
+            row_ids += list(request.rows)
             needed -= len(chosen)
         metrics: dict[str, float] = {**generated[0].metrics, "gen_time": gen_time}
         if batch is None:  # no group kept in any round: train on the last round as it is
-            batch = generated[-1]
+            batch, row_ids = generated[-1], list(request.rows)
+        self._batch_row_ids = row_ids
         batch = replace(batch, group=torch.unique(batch.group, return_inverse=True)[1])  # ids 0..P'-1
         accuracy = torch.cat([g.accuracy for g in generated])  # [N_all]
         metrics["accuracy"] = float(accuracy.mean())
@@ -297,6 +305,9 @@ class Trainer:
         lengths = torch.cat([g.gen.completion_mask.sum(-1).float() for g in generated])  # [N_all]
         metrics["response_length"] = lengths.mean().item()
         metrics["truncated_frac"] = torch.cat([g.gen.truncated.float() for g in generated]).mean().item()
+        for key in ("tool_calls", "turns"):  # multi-turn tasks: per completion, over every generated one
+            if key in generated[0].extras:
+                metrics[key] = torch.cat([g.extras[key].float() for g in generated]).mean().item()
         metrics.update({f"sampler/{k}": v for k, v in self.sampler.metrics().items()})
         if self.sampler.max_rounds > 1:
             metrics["sampler/rounds"] = float(rounds)
@@ -482,18 +493,29 @@ class Trainer:
         """Completions of ``rows`` from the policy, counted in ``generated_tokens``, then scored (``_score``);
         ``score=False`` returns the Generation unscored (``RolloutContext.generate``: completions a strategy scores
         under other rows)."""
-        gen = self.engine.generate(
+        gen, extras = generate(
+            self.engine,
             self.model,
-            [r["prompt"] for r in rows],
+            self.task.env,
+            rows,
             num_generations=num_generations,
             greedy=greedy,
             temperature=temperature,
             max_new_tokens=max_new_tokens,
         )
-        self.generated_tokens += gen.num_tokens
-        return self._score(rows, gen) if score else gen
+        self.generated_tokens += sampled_tokens(gen, extras)
+        if not score:
+            return gen
+        sampled = self._score(rows, gen)
+        return replace(sampled, extras={**sampled.extras, **extras})
 
     def _continue_from(self, gen: Generation, index: torch.Tensor, cut: torch.Tensor, **kw: Any):
+        if self.task.env is not None:
+            raise ValueError(
+                f"the preset's rollout strategies continue completions from a prefix, which the multi-turn task "
+                f"{self.task.name!r} does not support (an environment's replies cannot be replayed); choose a preset "
+                "without such a strategy"
+            )
         out, prefix_len = self.engine.continue_from(self.model, gen, index, cut, **kw)
         self.generated_tokens += out.num_tokens - int(prefix_len.sum())  # only the newly sampled tokens
         return out, prefix_len
@@ -666,7 +688,7 @@ def evaluate(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1_000_003)
-        gen = engine.generate(model, [r["prompt"] for r in rows], num_generations=samples, greedy=temperature == 0)
+        gen, extras = generate(engine, model, task.env, rows, num_generations=samples, greedy=temperature == 0)
     prompts, completions, columns = reward_inputs(rows, gen)
     funcs = list(task.reward_funcs)
     if task.accuracy not in funcs:
@@ -681,8 +703,36 @@ def evaluate(
         out[f"eval/pass@{samples}"] = pass_at_k(correct, samples).item()
     out["eval/response_length"] = gen.completion_mask.sum(-1).float().mean().item()
     out["eval/truncated_frac"] = gen.truncated.float().mean().item()
+    for key in ("tool_calls", "turns"):
+        if key in extras:
+            out[f"eval/{key}"] = extras[key].float().mean().item()
     out.update({f"eval/reward/{name}": scores.metrics[f"reward/{name}"] for name in scores.names})
     return out
+
+
+def generate(
+    engine: HFEngine, model: Any, env: Any, rows: list[dict], *, num_generations: Any, **kw: Any
+) -> tuple[Generation, dict[str, torch.Tensor]]:
+    """Completions of ``rows``: one ``engine.generate`` call for a single-turn task (no extras), episodes of the
+    task's environment (``grpolab.rollout.multiturn``) with their extras ``env_mask``, ``tool_calls``, ``turns``
+    otherwise."""
+    if env is not None:
+        return run_episodes(engine, model, env, rows, num_generations=num_generations, **kw)
+    return engine.generate(model, [r["prompt"] for r in rows], num_generations=num_generations, **kw), {}
+
+
+def sampled_tokens(gen: Generation, extras: dict[str, Any]) -> int:
+    """Tokens the policy sampled in ``gen``: its completion tokens less the environment's (``extras["env_mask"]``)."""
+    return int(loss_mask(gen, extras).sum())
+
+
+def loss_mask(gen: Generation, extras: dict[str, Any]) -> torch.Tensor:
+    """The completion tokens that may enter the loss, bool [N, T]: ``gen.completion_mask`` without environment
+    tokens (``extras["env_mask"]``, multi-turn tasks), which the policy did not sample."""
+    env_mask = extras.get("env_mask")
+    if env_mask is None:
+        return gen.completion_mask  # [N, T]
+    return gen.completion_mask & ~env_mask[:, : gen.completion_mask.shape[1]]  # [N, T]
 
 
 def append_metrics(path: str | Path, metrics: dict[str, float]) -> dict[str, float]:
