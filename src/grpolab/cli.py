@@ -103,7 +103,8 @@ def _eval(args: argparse.Namespace) -> int:
         num_prompts=args.prompts,
         samples=args.samples,
         temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=args.max_new_tokens or int(task.info.get("max_new_tokens", 8)),
+        stop=task.info.get("stop"),
         seed=args.seed,
     )
     print(json.dumps({"model": args.model, "task": args.task, **result}))
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompts", type=int, default=500, help="held-out prompts [500]")
     ev.add_argument("--samples", type=int, default=8, help="samples per prompt; pass@k for k = samples [8]")
     ev.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy [1.0]")
-    ev.add_argument("--max-new-tokens", type=int, default=8, help="generation limit [8]")
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="generation limit [the task's suggestion, else 8]")
     ev.add_argument("--seed", type=int, default=0, help="seed [0]")
     ev.set_defaults(run=_eval)
 

@@ -83,7 +83,7 @@ class TrainConfig:
     temperature: float = opt(1.0, "sampling temperature of rollouts (usually 0.6 to 1.2); log-probs use the same")
     top_p: float = opt(1.0, "nucleus sampling threshold (1 = off; usually 0.9 to 1)")
     top_k: int = opt(0, "top-k sampling (0 = off)")
-    stop: list = opt([], "stop strings that end a completion besides EOS")
+    stop: list = opt([], "stop strings that end a completion besides EOS [the task's suggestion, else none]")
     # ------------------------------------------------------------------ optimisation
     steps: int = opt(400, "training steps (one rollout batch each)")
     max_generated_tokens: int = opt(

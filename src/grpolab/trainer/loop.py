@@ -77,6 +77,8 @@ class Trainer:
         self.task: Task = TASKS[config.task](**config.task_args)
         if config.max_new_tokens is None:  # the task's suggestion (arith_think's thoughts need 22 tokens)
             config.max_new_tokens = int(self.task.info.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+        if not config.stop and self.task.info.get("stop"):  # the task's stop strings (HumanEval's Codex stops)
+            config.stop = list(self.task.info["stop"])
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[config.dtype]
         self.model, self.tokenizer = load_policy(config.model, dtype=dtype, seed=config.seed)
         # The reference model is loaded only when a part reads ref_logp (a KL term).
