@@ -31,7 +31,7 @@ from typing import Any
 
 from grpolab.core.scaffold import HINT_TEMPLATE, answer_prefix_hints, apply_hint
 from grpolab.data.task import TASKS, Task
-from grpolab.rewards.verifiers import VERIFIERS
+from grpolab.rewards.verifiers import RewardSpec, build_rewards
 
 #: Smallest and largest operand.
 MIN_OPERAND, MAX_OPERAND = 0, 99
@@ -238,7 +238,7 @@ def arith_task(
     n_eval: int = DEFAULT_N_EVAL,
     seed: int = DEFAULT_SEED,
     hints: bool = False,
-    reward: str | list[str] = "exact",
+    reward: RewardSpec = "exact",
     reward_weights: list[float] | None = None,
 ) -> Task:
     """The ``arith`` task: two-operand integer arithmetic (operands 0..99, ``+``/``-``) with an exact verifier.
@@ -252,7 +252,10 @@ def arith_task(
 
     - ``reward``: the reward, a name or a list of names: ``"exact"`` (default: ``arith_exact_reward``) or any
       ``grpolab.rewards.VERIFIERS`` name reading the ``answer`` column (``"numeric"``, ``"dual"``: exact plus a
-      continuous closeness); a list is summed with ``reward_weights`` (default 1 each).
+      continuous closeness); a list is summed with ``reward_weights`` (default 1 each). An entry may also be a
+      mapping ``{name: {options}}`` (``grpolab.rewards.verifiers.build_rewards``), e.g. reward models:
+      ``[exact, {reward_model: {path: rms/rm_0}}, {reward_model: {path: rms/rm_1}}]``; ``{reward_model_heads:
+      {path: ...}}`` adds one function per head of a multi-head reward model.
 
     Rows are ``{"prompt": "23+45=", "answer": "68"}``; the accuracy is always ``arith_exact_reward`` (which
     ignores the ``hints`` column), whatever the reward.
@@ -261,9 +264,8 @@ def arith_task(
     >>> [reward_name(f) for f in arith_task(reward=["exact", "dual"], reward_weights=[1.0, 0.5]).reward_funcs]
     ['arith_exact_reward', 'dual']
     """
-    names = [reward] if isinstance(reward, str) else list(reward)
     # an unknown name raises UnknownNameError (a ValueError) listing the known ones
-    funcs = [arith_exact_reward if n == "exact" else VERIFIERS[n](answer_column="answer") for n in names]
+    funcs = build_rewards(reward, answer_column="answer", builtins={"exact": arith_exact_reward})
     return Task(
         name="arith",
         train=arith_rows("train", n_eval=n_eval, seed=seed, hints=hints),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from grpolab.data.task import TASKS, Task
-from grpolab.rewards.verifiers import VERIFIERS
+from grpolab.rewards.verifiers import RewardSpec, build_rewards
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -184,7 +184,7 @@ def file_task(
     eval: Any = None,
     eval_fraction: float = 0.1,
     seed: int = 0,
-    reward: str | list[str] = "exact",
+    reward: RewardSpec = "exact",
     reward_weights: list[float] | None = None,
     answer_column: str = "answer",
     prompt_column: str = "prompt",
@@ -200,15 +200,18 @@ def file_task(
         seed: seed of the held-out split (default 0).
         reward: verifier name: "exact", "numeric" or "math" (see ``grpolab.rewards.verifiers``), or a list of
             them; the combined reward is their weighted sum, each logged separately, and the first is the accuracy.
-        reward_weights: one weight per verifier (default 1 each).
+            An entry may be a mapping ``{name: {options}}`` (``grpolab.rewards.verifiers.build_rewards``):
+            ``{numeric: {abs_tol: 0.01}}``, reward models ``{reward_model: {path: rms/rm_0}}`` or every head of one
+            ``{reward_model_heads: {path: ...}}`` (put a verifier first when the accuracy should be one).
+        reward_weights: one weight per reward function (default 1 each; a ``reward_model_heads`` entry counts one per
+            head).
         answer_column: the column holding the reference answers (default "answer"); every row needs it.
         prompt_column: the column holding the prompts (default "prompt").
         name: the task's name in logs (default "file").
     """
-    names = [reward] if isinstance(reward, str) else list(reward)
-    makers = [
-        VERIFIERS[n] for n in names
-    ]  # an unknown name raises UnknownNameError (a ValueError) listing the known ones
+    # built before the rows are read, so a bad reward spec fails fast; an unknown name raises UnknownNameError (a
+    # ValueError) listing the known ones
+    reward_funcs = build_rewards(reward, answer_column=answer_column)
     train_rows = load_rows(train, prompt_column=prompt_column)
     eval_rows = load_rows(eval, prompt_column=prompt_column) if eval is not None else []
     for label, rows, source in (("train", train_rows, train), ("eval", eval_rows, eval)):
@@ -226,7 +229,6 @@ def file_task(
         "reward": reward,
         "answer_column": answer_column,
     }
-    reward_funcs = [make(answer_column=answer_column) for make in makers]
     return Task(
         name=name, train=train_rows, eval=eval_rows, reward_funcs=reward_funcs, reward_weights=reward_weights, info=info
     )

@@ -13,6 +13,10 @@ column; trainers use that name in their logs (``reward/numeric``).
 
 Completions may be strings or chat messages; ``completion_text`` turns either into the text that is scored.
 
+``build_rewards(spec)`` turns a task's ``reward`` option (names and ``{name: {options}}`` mappings) into reward
+functions; the ``arith`` and ``file`` tasks use it. Factories may also return a list of functions (the reward-model
+heads of ``grpolab.rewards.reward_model``, ``VERIFIERS["reward_model_heads"]``), which it splices in.
+
 >>> fn = VERIFIERS["numeric"]()
 >>> fn(prompts=["2+2?", "3*4?"], completions=["It is 4.", [{"role": "assistant", "content": "12!"}]], answer=[4, "13"])
 [1.0, 0.0]
@@ -279,3 +283,82 @@ def math_equal(*, answer_column: str = "answer", timeout_seconds: int | None = 5
     if timeout_seconds is not None and timeout_seconds <= 0:
         raise ValueError(f"math verifier: timeout_seconds must be a positive integer or None, got {timeout_seconds}")
     return VerifierReward("math", _score_math, answer_column, {"timeout_seconds": timeout_seconds})
+
+
+# ---------------------------------------------------------------- reward specs of tasks
+
+#: A task's ``reward`` option: a name, a ``{name: {options}}`` mapping, or a list of these.
+RewardSpec = str | dict[str, Any] | list[str | dict[str, Any]]
+
+
+def build_rewards(
+    spec: Any, *, answer_column: str = "answer", builtins: dict[str, Callable[..., Any]] | None = None
+) -> list[Callable[..., Any]]:
+    """The reward functions of a task's ``reward`` option, in order.
+
+    ``spec`` is a verifier name (``"numeric"``), a mapping ``{name: {option: value}}`` (``{numeric: {abs_tol:
+    0.01}}``, ``{reward_model: {path: rms/rm_0}}``; ``{name: null}`` means no options; a mapping with several names
+    gives one entry each, in order), or a list of names and mappings. Each entry is built as
+    ``VERIFIERS[name](answer_column=answer_column, **options)``; a factory that returns a LIST of functions
+    (``reward_model_heads``: one per head of a multi-head reward model) is spliced in, so the task's
+    ``reward_weights`` must then count each of them. ``builtins`` maps names to ready functions that take no options
+    and win over ``VERIFIERS`` (the ``arith`` task's ``"exact"`` is its own ``arith_exact_reward``).
+
+    Raises ``ValueError`` for an unknown name (listing the known ones), options that are not a mapping, an option
+    the verifier does not take (listing those it takes), and an empty spec.
+
+    >>> [f.__name__ for f in build_rewards(["exact", {"numeric": {"abs_tol": 0.5}}])]
+    ['exact', 'numeric']
+    >>> build_rewards({"numeric": {"abs_tol": 0.5}})[0].options["abs_tol"]
+    0.5
+    """
+    builtins = builtins or {}
+    entries = spec if isinstance(spec, (list, tuple)) else [spec]
+    funcs: list[Callable[..., Any]] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            pairs = [(entry, {})]
+        elif isinstance(entry, dict) and entry:
+            pairs = list(entry.items())
+        else:
+            raise ValueError(
+                f"reward: each entry must be a verifier name or a {{name: {{options}}}} mapping, got {entry!r}; e.g. "
+                "[exact, {numeric: {abs_tol: 0.01}}, {reward_model: {path: my_rm}}]"
+            )
+        for name, options in pairs:
+            options = {} if options is None else options
+            if not isinstance(name, str) or not isinstance(options, dict):
+                raise ValueError(f"reward: {name!r}'s options must be a mapping {{option: value}}, got {options!r}")
+            if name in builtins:
+                if options:
+                    raise ValueError(f"reward: {name!r} takes no options here, got {sorted(options)}")
+                funcs.append(builtins[name])
+                continue
+            made = _make_verifier(name, answer_column, options)
+            funcs.extend(made if isinstance(made, list) else [made])
+    if not funcs:
+        raise ValueError("reward: no reward function given; name at least one verifier (e.g. exact)")
+    return funcs
+
+
+def _make_verifier(name: str, answer_column: str, options: dict[str, Any]) -> Any:
+    import inspect
+
+    factory = VERIFIERS[name]  # an unknown name raises UnknownNameError (a ValueError) listing the known ones
+    parameters = inspect.signature(factory).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(options) - set(parameters) - {"answer_column"}) if not takes_any else []
+    if unknown:
+        accepted = sorted(n for n, p in parameters.items() if n != "answer_column" and p.kind == p.KEYWORD_ONLY)
+        raise ValueError(f"reward: verifier {name!r} has no option {unknown}; it takes {accepted}")
+    required = [
+        p.name
+        for p in parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.default is inspect.Parameter.empty and p.name not in options
+    ]
+    if required:
+        raise ValueError(
+            f"reward: verifier {name!r} needs the option(s) {required}, e.g. {{{name}: {{{required[0]}: ...}}}}"
+        )
+    options = {"answer_column": answer_column, **options}  # an entry may read another column than the task's
+    return factory(**options)
