@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from grpolab.models import random_tiny_model
-from grpolab.rollout.hf import HFEngine
+from grpolab.rollout.hf import DecodedStop, HFEngine
 from grpolab.trainer.logprob import completion_outputs
 
 
@@ -161,3 +161,21 @@ def test_groups_of_unequal_size_share_the_prefill_exactly(greedy):
     assert torch.equal(flat.completion_ids, outs[0].completion_ids)
     with pytest.raises(ValueError, match=">= 1"):
         HFEngine(tok, max_new_tokens=5).generate(model, prompts, num_generations=[1, 0, 2])
+
+
+def test_stop_strings_on_a_vocabulary_without_letters():
+    """transformers' stop-string matcher cannot read the arithmetic character vocabulary (no letters): the engine
+    falls back to DecodedStop, which ends a row right after a stop string and leaves the others running."""
+    model, tok = random_tiny_model(seed=0)
+    engine = HFEngine(tok, max_new_tokens=12, stop=["="])
+    assert not engine._hf_stop_strings
+    torch.manual_seed(0)
+    gen = engine.generate(model, ["12+3=", "7-70="], num_generations=8)
+    stopped = [t for t in gen.texts if "=" in t]
+    assert stopped, "a random model writes '=' within 12 tokens in some of 16 samples"
+    assert all(t.endswith("=") and t.count("=") == 1 for t in stopped)  # cut right after the first stop string
+    assert not any(gen.truncated[i] for i, t in enumerate(gen.texts) if "=" in t)
+    ids = torch.tensor([tok("9+3", add_special_tokens=False).input_ids, tok("+33", add_special_tokens=False).input_ids])
+    # only the tokens after the prompt count: with a 1-token prompt row 0's new text is "+3", row 1's "33"
+    assert DecodedStop(tok, ["+3"], prompt_len=1)(ids).tolist() == [True, False]
+    assert DecodedStop(tok, ["+3"], prompt_len=0)(ids).tolist() == [True, True]

@@ -17,6 +17,27 @@ from torch import Tensor
 from grpolab.models.cache import cache_argument
 
 
+class DecodedStop:
+    """A generation stopping criterion for stop strings that decodes the tail of each row and looks for them: the
+    fallback for tokenizers transformers' own ``stop_strings`` matcher cannot read (a character vocabulary without
+    letters). Returns bool [N]: True for rows whose new tokens contain a stop string within their last
+    ``max(len(s)) + 4`` tokens (every token writes at least one character in the vocabularies that need it).
+
+    - ``stop``: the stop strings; ``prompt_len``: the width of the (left-padded) prompt part of ``input_ids``.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.prompt_len = prompt_len
+        self.window = max((len(s) for s in self.stop), default=0) + 4
+
+    def __call__(self, input_ids: Tensor, scores: Any = None, **kwargs: Any) -> Tensor:
+        tail = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window) :]  # [N, <= window]
+        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
 @dataclass
 class Generation:
     """Completions of a batch of prompts; row i belongs to prompt ``prompt_index[i]``."""
@@ -163,6 +184,10 @@ class HFEngine:
         self.stop = list(stop or [])
         self.share_prefill = share_prefill
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # transformers' stop-string matcher reads each vocabulary token after the probe "abcdef"; a vocabulary that
+        # cannot write it (the arithmetic character tokenizer) gets the decode-and-compare criterion instead
+        probe = tokenizer("abcdef", add_special_tokens=False).input_ids
+        self._hf_stop_strings = tokenizer.unk_token_id is None or tokenizer.unk_token_id not in probe
 
     def encode(self, prompts: list[Any]) -> tuple[Tensor, Tensor]:
         """Left-padded prompt ids [P, Lp] and mask [P, Lp]; chat prompts use the chat template."""
@@ -248,8 +273,10 @@ class HFEngine:
             kwargs.update(temperature=temperature, top_p=self.top_p, top_k=self.top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if stop:
+        if stop and self._hf_stop_strings:
             kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
+        elif stop:
+            kwargs.update(stopping_criteria=[DecodedStop(self.tokenizer, stop, prompt_ids.shape[1])])
         was_training = model.training
         model.eval()
         if self.share_prefill and len(source) > P and prompt_ids.shape[1] > 1:
