@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 
+from grpolab.core.checks import check_number
 from grpolab.core.kl import kl_estimate
 from grpolab.core.registry import Registry
-from grpolab.core.stats import masked_mean
+from grpolab.core.stats import group_max, group_mean, group_min, masked_mean
 from grpolab.core.types import Rollout
 
 SHAPING = Registry("reward shaping")
@@ -98,3 +99,46 @@ def kl_reward(
     dense = torch.zeros_like(kl) if rollout.token_reward is None else rollout.token_reward  # [B, T]
     dense = torch.where(mask, dense - coef * kl, torch.zeros_like(kl))  # [B, T]
     return rollout.replace(token_reward=dense), metrics
+
+
+@SHAPING.register("group_length_reward")
+def group_length_reward(rollout: Rollout, *, coef: float = 0.1) -> tuple[Rollout, dict[str, float]]:
+    """A group-relative length reward added to ``reward`` (Kimi k1.5, arXiv 2501.12599, §2.3.3 "length penalty"),
+    the length penalty of the ``rubric_env`` preset (Baichuan-M2's dynamic length reward, whose exact form was not
+    read: this published form stands in for it).
+
+    With L_i the completion's number of valid tokens (model tokens: environment tokens are masked out) and the min
+    and max over its group g::
+
+        λ_i = 0.5 − (L_i − min_g L) / (max_g L − min_g L)      (λ_i = 0 when all lengths of the group are equal)
+        r_i ← r_i + coef · λ_i            if r_i ≥ mean_g r   (a good-enough answer: shorter earns more)
+        r_i ← r_i + coef · min(0, λ_i)    otherwise           (a poor answer is only penalised for being long)
+
+    Kimi gates on correctness (r = 1); for graded rubric rewards the gate is "at least its group's mean" (our
+    choice), which equals Kimi's gate for 0/1 rewards in a group holding both.
+
+    Args:
+        coef: weight of the length reward (default 0.1, ours: ±0.05 at most against rubric rewards in [−1, 1];
+            usually 0.05 to 0.5; 0 turns it off).
+
+    Hand check (one group): rewards [1, 1, 0], lengths [2, 4, 4] → λ = [0.5, −0.5, −0.5] → with coef 1:
+    [1.5, 0.5, −0.5].
+
+    >>> r = Rollout(group=torch.tensor([0, 0, 0]), mask=torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]]).bool(),
+    ...             reward=torch.tensor([1.0, 1.0, 0.0]))
+    >>> group_length_reward(r, coef=1.0)[0].reward.tolist()
+    [1.5, 0.5, -0.5]
+    """
+    check_number("coef", coef, minimum=0.0, where="group_length_reward")
+    g, P = rollout.group, rollout.num_groups  # [B], int
+    length = rollout.lengths.to(rollout.reward.dtype)  # [B]
+    low, high = group_min(length, g, P)[g], group_max(length, g, P)[g]  # [B], [B]
+    spread = high - low  # [B]
+    lam = torch.where(spread > 0, 0.5 - (length - low) / spread.clamp(min=1.0), torch.zeros_like(length))  # [B]
+    good = rollout.reward >= group_mean(rollout.reward, g, P)[g]  # [B]: Kimi's "correct", for graded rewards
+    bonus = coef * torch.where(good, lam, lam.clamp(max=0.0))  # [B]
+    metrics = {
+        "length_reward/mean": bonus.mean().item(),
+        "length_reward/frac_penalised": (bonus < 0).float().mean().item(),
+    }
+    return rollout.replace(reward=rollout.reward + bonus), metrics
