@@ -240,6 +240,8 @@ class Trainer:
         for i, part in enumerate(self.preset.shaping):
             rollout, shaped = self._call(SHAPING, "shaping", i, part, rollout)
             metrics.update(shaped)
+        if self.preset.shaping:  # the reward the advantage sees (``reward`` is the task's, before shaping)
+            metrics["shaped_reward"] = rollout.reward.mean().item()
         advantages = self._call(ADVANTAGES, "advantage", 0, self.preset.advantage, rollout)  # [B, T]
         returns = None
         if self.value_head is not None:
