@@ -31,9 +31,19 @@ def group_sum(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
 
 
 def group_mean(x: Tensor, group: Tensor, num_groups: int) -> Tensor:
-    """Mean of ``x`` (float [B]) within each group, float [P]."""
+    """Mean of ``x`` (float [B]) within each group, float [P].
+
+    A group whose members are all equal gets exactly that value: the rounded float32 quotient sum / count can be
+    an ulp off it, and a group of equal rewards must centre to exactly 0 (a constant group carries no signal;
+    identical reward-model scores would otherwise get a spurious ± after division by a tiny std).
+
+    >>> group_mean(torch.full((7,), 0.7), torch.zeros(7, dtype=torch.long), 1).item() == torch.tensor(0.7).item()
+    True
+    """
     count = group_count(group, num_groups).to(x)  # [P]
-    return group_sum(x, group, num_groups) / count  # [P]
+    mean = group_sum(x, group, num_groups) / count  # [P]
+    high = group_max(x, group, num_groups)  # [P]
+    return torch.where(high == group_min(x, group, num_groups), high, mean)  # [P]
 
 
 def group_var(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Tensor:
@@ -44,7 +54,7 @@ def group_var(x: Tensor, group: Tensor, num_groups: int, *, ddof: int = 1) -> Te
     [0.1875, 0.0]
     """
     count = group_count(group, num_groups).to(x)  # [P]
-    mean = group_sum(x, group, num_groups) / count  # [P]
+    mean = group_mean(x, group, num_groups)  # [P]
     sq = group_sum((x - mean[group]) ** 2, group, num_groups)  # [P]
     denom = count - ddof  # [P]
     return torch.where(denom > 0, sq / denom.clamp(min=1), torch.zeros_like(sq))  # [P]

@@ -118,6 +118,15 @@ def _evaluate(node: ast.AST) -> Fraction:
     return left / right
 
 
+def _value(text: str) -> Fraction:
+    """``_evaluate`` of a text ``_check_syntax`` accepted. Evaluation recurses one frame deeper than the syntax
+    check, so a nesting just under the interpreter's recursion limit is rejected here as "syntax" too."""
+    try:
+        return _evaluate(ast.parse(text, mode="eval").body)
+    except RecursionError:
+        raise _Rejected("syntax") from None
+
+
 def evaluate_expression(expression: str) -> tuple[Fraction, list[int]]:
     """The exact value of an arithmetic expression and its integer literals, without ``eval``.
 
@@ -136,7 +145,7 @@ def evaluate_expression(expression: str) -> tuple[Fraction, list[int]]:
     text = expression.strip()
     try:
         literals = _check_syntax(text)
-        return _evaluate(ast.parse(text, mode="eval").body), literals
+        return _value(text), literals
     except _Rejected as e:
         raise ValueError(f"{e.args[0]}: {_DESCRIPTIONS[e.args[0]]}: {expression!r}") from None
 
@@ -212,7 +221,7 @@ def judge_countdown(
         used, allowed = Counter(literals), Counter(given)
         if (used != allowed) if use_all else (used - allowed):  # Counter subtraction keeps only the excess uses
             return 0.0, "numbers"
-        value = _evaluate(ast.parse(expression, mode="eval").body)
+        value = _value(expression)
     except _Rejected as e:
         return 0.0, e.args[0]
     return (1.0, "ok") if value == goal else (0.0, "value")

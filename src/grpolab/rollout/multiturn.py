@@ -103,30 +103,15 @@ def run_episodes(
         )
     eos = tokenizer.eos_token_id
     while active := [e for e in episodes if not e.done]:
-        contexts = [torch.cat([e.prompt, torch.tensor(e.tokens, dtype=torch.long, device=device)]) for e in active]
-        # every context leaves room for at least one token (observations are cut to keep it so)
-        room = limit if max_positions is None else min(limit, max_positions - max(len(c) for c in contexts))
-        ids, attn = _left_pad(contexts, engine.pad_id)  # [M, W]
-        out = engine.generate_ids(
-            model,
-            ids,
-            attn,
-            num_generations=1,
-            greedy=greedy,
-            temperature=temperature,
-            max_new_tokens=room,
-            stop=list(env.stop),
-        )
-        lengths = out.completion_mask.sum(-1).tolist()
-        for m, e in enumerate(active):
-            new = out.completion_ids[m, : lengths[m]].tolist()
+        turns = _next_turns(engine, model, active, limit, max_positions, list(env.stop), greedy, temperature)
+        for e, (new, text, truncated) in zip(active, turns, strict=True):
             e.add(new, env=False)
             e.turns += 1
-            if eos in new or bool(out.truncated[m]) or not any(s in out.texts[m] for s in env.stop):
+            if eos in new or truncated or not any(s in text for s in env.stop):
                 e.done = True  # EOS or a limit: the episode is over
-                e.cut = bool(out.truncated[m])
+                e.cut = truncated
                 continue
-            reply = env.step(e.state, e.row, out.texts[m])
+            reply = env.step(e.state, e.row, text)
             if not isinstance(reply, Reply):
                 raise TypeError(f"{type(env).__name__}.step must return a Reply, got {type(reply).__name__}")
             e.tool_calls += int(reply.tool_call)
@@ -163,6 +148,36 @@ def run_episodes(
         "turns": torch.tensor([e.turns for e in episodes], dtype=torch.long, device=device),  # [N]
     }
     return gen, extras
+
+
+def _next_turns(
+    engine: HFEngine,
+    model: Any,
+    active: list[_Episode],
+    limit: int,
+    max_positions: int | None,
+    stop: list[str],
+    greedy: bool,
+    temperature: float | None,
+) -> list[tuple[list[int], str, bool]]:
+    """The next turn of every active episode: (new token ids, their text, truncated). Each episode's turn may take
+    ``limit`` tokens or what is left of the model's positions, whichever is less (at least 1: observations are cut
+    to leave it), so episodes near the position limit are generated in their own call and never shorten the turns
+    of the others."""
+    device = active[0].prompt.device
+    contexts = [torch.cat([e.prompt, torch.tensor(e.tokens, dtype=torch.long, device=device)]) for e in active]
+    rooms = [limit if max_positions is None else min(limit, max_positions - len(c)) for c in contexts]
+    turns: list[tuple[list[int], str, bool]] = [([], "", False)] * len(active)
+    for room in sorted(set(rooms), reverse=True):  # usually one call: every room is the turn limit
+        members = [m for m, r in enumerate(rooms) if r == room]
+        ids, attn = _left_pad([contexts[m] for m in members], engine.pad_id)  # [M, W]
+        out = engine.generate_ids(
+            model, ids, attn, num_generations=1, greedy=greedy, temperature=temperature, max_new_tokens=room, stop=stop
+        )
+        lengths = out.completion_mask.sum(-1).tolist()
+        for j, m in enumerate(members):
+            turns[m] = (out.completion_ids[j, : lengths[j]].tolist(), out.texts[j], bool(out.truncated[j]))
+    return turns
 
 
 def _left_pad(rows: list[Tensor], pad_id: int) -> tuple[Tensor, Tensor]:
