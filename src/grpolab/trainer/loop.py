@@ -77,6 +77,9 @@ class Trainer:
         self.task: Task = TASKS[config.task](**config.task_args)
         if config.max_new_tokens is None:  # the task's suggestion (arith_think's thoughts need 22 tokens)
             config.max_new_tokens = int(self.task.info.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+        # the most tokens the policy can write in one completion: Dr. GRPO's normaliser, the overlong limit. A
+        # multi-turn episode writes up to max_turns turns of max_new_tokens each.
+        self.max_len = config.max_new_tokens * (self.task.env.max_turns if self.task.env is not None else 1)
         if not config.stop and self.task.info.get("stop"):  # the task's stop strings (HumanEval's Codex stops)
             config.stop = list(self.task.info["stop"])
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[config.dtype]
@@ -366,7 +369,7 @@ class Trainer:
         """Call a part with its preset hyper-parameters and the run arguments it declares (``RUN_ARGUMENTS``)."""
         fn = registry[part.name]
         run = {
-            "max_len": self.config.max_new_tokens,
+            "max_len": self.max_len,
             "step": self.step,
             "total_steps": self.config.steps,
             "state": None,
@@ -439,7 +442,7 @@ class Trainer:
             rollout = rollout.replace(old_logp=logp.detach())
         counts = dict(counts)
         value_tokens = counts.pop("value_tokens", counts["num_tokens"])
-        agg = dict(aggregation=preset.aggregation, norm_constant=config.max_new_tokens, **counts)
+        agg = dict(aggregation=preset.aggregation, norm_constant=self.max_len, **counts)
         loss, metrics = self._call(POLICY_LOSSES, "loss", 0, preset.loss, logp, rollout, adv, **agg)
         entropy = out.entropy  # [b, T]
         for i, part in enumerate(preset.regularizers):
