@@ -250,6 +250,16 @@ ELSEWHERE = {
     "scaf_grpo": ("tests/core/test_scaffold.py", "scaf_grpo"),
     "reg_grpo_aug": ("tests/core/test_scaffold.py", "reg_grpo_aug"),
     "cures": ("tests/data/test_cures.py", "cures"),
+    "mo_grpo": ("tests/core/test_reward_combination.py", "multi_objective"),
+    "ensemble_wco": ("tests/core/test_reward_combination.py", "ensemble"),
+    "ensemble_uwo": ("tests/core/test_reward_combination.py", "ensemble"),
+    "rubric_env": ("tests/envs/test_consultation_preset.py", "rubric_env"),
+    "mcts_prm": ("tests/core/test_prm.py", "mcts_prm"),
+    "cgpo": ("tests/core/test_cgpo.py", "cgpo"),
+    "s_grpo": ("tests/rewards/test_critic.py", "s_grpo"),
+    "crpo": ("tests/algorithms/test_crpo.py", "crpo"),
+    "otc_grpo": ("tests/core/test_otc.py", "otc"),
+    "otc_ppo": ("tests/core/test_otc.py", "otc"),
 }
 
 
