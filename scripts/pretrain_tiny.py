@@ -38,9 +38,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import math
 import random
 import sys
 import time
@@ -48,6 +45,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _tiny_common import deterministic, lr_at, save_with_report  # scripts/_tiny_common.py
 from torch import Tensor
 
 from grpolab.data.arith import DEFAULT_N_EVAL, DEFAULT_SEED, arith_problems, format_prompt, solve, wrong_answer
@@ -149,21 +147,10 @@ def measure_accuracy(
     return right / total
 
 
-def lr_at(step: int, *, steps: int, warmup: int, lr: float) -> float:
-    """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine decay to ``lr / 10``."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.time()
-    torch.set_num_threads(1)  # one thread: the documented timing, and bit-identical re-runs
-    torch.use_deterministic_algorithms(True)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    deterministic(args.seed)
 
     tokenizer = char_tokenizer()
     stoi = tokenizer.get_vocab()
@@ -237,22 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval_greedy_accuracy": measure_accuracy(model, tokenizer, held_out, sample=False),
         "train_temp1_accuracy": measure_accuracy(model, tokenizer, train[:500], sample=True, samples=args.samples),
         "train_greedy_accuracy": measure_accuracy(model, tokenizer, train[:500], sample=False),
-        "torch": torch.__version__,
     }
-    import transformers
-
-    report["transformers"] = transformers.__version__
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
-    weights = args.out / "model.safetensors"
-    weights.chmod(0o644)  # safetensors writes 0600; the package data should be world-readable
-    report["weights_bytes"] = weights.stat().st_size
-    report["total_time_s"] = round(time.time() - start, 1)
-    report["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-    (args.out / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    save_with_report(model, tokenizer, args.out, report, "pretrain_report.json", start)
     if not args.no_check and not 0.2 <= report["eval_temp1_accuracy"] <= 0.6:
         print(f"temperature-1 accuracy {report['eval_temp1_accuracy']:.3f} is outside [0.2, 0.6]", file=sys.stderr)
         return 1

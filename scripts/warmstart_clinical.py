@@ -35,9 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import math
 import random
 import sys
 import time
@@ -45,6 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _tiny_common import deterministic, lr_at, save_with_report  # scripts/_tiny_common.py
 from torch import Tensor
 
 from grpolab.data.clinical import (
@@ -113,14 +111,6 @@ def make_batch(
     return ids, ids.clone(), w
 
 
-def lr_at(step: int, *, steps: int, warmup: int, lr: float) -> float:
-    """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine decay to ``lr / 10``."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def measure(model, tokenizer, task, *, cases: int, seed: int) -> dict[str, dict[str, float]]:
     """``evaluate`` greedy, at temperature 1 and at 0.6 on the first ``cases`` eval cases."""
     out = {}
@@ -142,10 +132,7 @@ def measure(model, tokenizer, task, *, cases: int, seed: int) -> dict[str, dict[
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.time()
-    torch.set_num_threads(1)  # one thread: the documented timing, and bit-identical re-runs
-    torch.use_deterministic_algorithms(True)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    deterministic(args.seed)
 
     task = clinical_task(n_train=DEFAULT_N_TRAIN, n_eval=DEFAULT_N_EVAL, seed=DEFAULT_SEED)
     train = list(task.train)
@@ -227,21 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval_cases": args.eval_cases,
         "eval_samples_per_case": {"greedy": 1, "temp1": 2, "temp0.6": 2},
         "eval": measure(model, tokenizer, task, cases=args.eval_cases, seed=args.seed),
-        "torch": torch.__version__,
     }
-    import transformers
-
-    report["transformers"] = transformers.__version__
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
-    weights_file = args.out / "model.safetensors"
-    weights_file.chmod(0o644)  # safetensors writes 0600; the package data should be world-readable
-    report["weights_bytes"] = weights_file.stat().st_size
-    report["total_time_s"] = round(time.time() - start, 1)
-    report["weights_sha256"] = hashlib.sha256(weights_file.read_bytes()).hexdigest()
-    (args.out / "warmstart_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    save_with_report(model, tokenizer, args.out, report, "warmstart_report.json", start)
     temp1, greedy = report["eval"]["temp1"]["pass@1"], report["eval"]["greedy"]["pass@1"]
     if not args.no_check and not (0.2 <= temp1 <= 0.8 and greedy >= 0.5):
         print(

@@ -48,9 +48,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import random
 import sys
 import time
@@ -61,6 +59,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _tiny_common import deterministic, lr_at, save_with_report  # scripts/_tiny_common.py
 from torch import Tensor
 
 from grpolab.data.search import (
@@ -417,21 +416,10 @@ def measure(
     return out
 
 
-def lr_at(step: int, *, steps: int, warmup: int, lr: float) -> float:
-    """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine decay to ``lr / 10``."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.time()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    deterministic(args.seed)
 
     if args.write_corpus:
         FACTS_PATH.parent.mkdir(parents=True, exist_ok=True)
@@ -547,21 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval_samples_per_row": args.samples,
         "eval_temp1": measure(model, tokenizer, env, held_out, samples=args.samples, greedy=False, seed=0),
         "eval_greedy": measure(model, tokenizer, env, held_out, samples=1, greedy=True, seed=0),
-        "torch": torch.__version__,
     }
-    import transformers
-
-    report["transformers"] = transformers.__version__
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
-    weights_file = args.out / "model.safetensors"
-    weights_file.chmod(0o644)
-    report["weights_bytes"] = weights_file.stat().st_size
-    report["total_time_s"] = round(time.time() - start, 1)
-    report["weights_sha256"] = hashlib.sha256(weights_file.read_bytes()).hexdigest()
-    (args.out / "warmstart_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    save_with_report(model, tokenizer, args.out, report, "warmstart_report.json", start)
     t1 = report["eval_temp1"]
     if not args.no_check and not (0.1 <= t1["accuracy"] <= 0.8 and 0.3 <= t1["tool_calls"] <= 1.8):
         print(f"temperature-1 accuracy {t1['accuracy']} / tool calls {t1['tool_calls']} out of bounds", file=sys.stderr)

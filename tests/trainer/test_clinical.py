@@ -83,8 +83,12 @@ def test_hard_mining_runs_on_the_clinical_task(tmp_path):
 
 def load_script():
     import importlib.util
+    import sys
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "warmstart_clinical.py"
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    if str(scripts) not in sys.path:  # the scripts import their shared scripts/_tiny_common.py
+        sys.path.insert(0, str(scripts))
+    path = scripts / "warmstart_clinical.py"
     spec = importlib.util.spec_from_file_location("warmstart_clinical", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
