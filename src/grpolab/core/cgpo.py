@@ -350,7 +350,12 @@ def cgpo_judges(
     dtype = rollout.reward.dtype
     judge_idx, reward_idx = judge_columns(rollout.reward_names, judges=judges, reward=reward)
     judge = judge_pass(rollout.rewards, judge_idx, B).to(dtype=dtype, device=mask.device)  # [B]
-    r = rollout.reward if reward_idx is None else rollout.rewards[:, reward_idx]  # [B]
+    if reward_idx is None:
+        r = rollout.reward  # [B]
+    elif rollout.rewards is None:
+        raise ValueError(f"{who}: the reward column {reward_idx} is named but the rollout has no rewards [B, K]")
+    else:
+        r = rollout.rewards[:, reward_idx]  # [B]
     r = r.to(dtype)  # [B]
 
     metrics: dict[str, float] = {}
