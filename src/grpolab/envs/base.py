@@ -24,6 +24,7 @@ Reply(text=' ok ', done=False, tool_call=True)
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,8 @@ class Reply:
     tool_call: bool = False
 
 
-class Environment:
-    """Base class of multi-turn environments. Subclasses set ``stop`` and implement ``step``.
+class Environment(ABC):
+    """Base class of multi-turn environments. Subclasses set ``stop`` and implement ``step`` (abstract).
 
     - ``stop``: strings that end a model turn and hand it to ``step`` (for example ``"</search>"``). A turn that ends
       otherwise (EOS, the token limit) ends the episode.
@@ -62,7 +63,7 @@ class Environment:
         """The state of a new episode on task row ``row`` (default None: a stateless environment)."""
         return None
 
+    @abstractmethod
     def step(self, state: Any, row: dict[str, Any], turn: str) -> Reply:
         """Answer the model's latest ``turn`` (its text, ending with one of ``stop``) of the episode on ``row``;
         ``state`` is what ``reset`` returned for this episode and may be updated in place."""
-        raise NotImplementedError(f"{type(self).__name__} must implement step(state, row, turn) -> Reply")
