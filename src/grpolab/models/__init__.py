@@ -1,4 +1,4 @@
-"""Models: the built-in ``tiny-arith`` base model, a character-level tokenizer, and random tiny models for tests.
+"""Models: the built-in tiny base models, a character-level tokenizer, and random tiny models for tests.
 
 ``tiny-arith`` is a 4-layer ``LlamaForCausalLM`` (hidden 128, 659,584 parameters, 2.6 MB of fp32 safetensors)
 shipped inside the package (``grpolab/models/tiny_arith/``) and pre-trained from scratch on CPU by
@@ -6,6 +6,11 @@ shipped inside the package (``grpolab/models/tiny_arith/``) and pre-trained from
 answers, so it is right only some of the time when sampled at temperature 1 while the right answer is the mode
 of its distribution: a base model that GRPO-style RL can visibly improve in minutes on a CPU. See
 ``docs/tiny_model.md`` and the ``pretrain_report.json`` in the model folder for its measured accuracy.
+
+Two more built-in models read ``TEXT_CHARS`` (letters and punctuation): ``tiny-tools``, warm-started on tool-use
+transcripts of the ``search`` task by ``scripts/warmstart_tools.py`` (``docs/tools.md``), and ``tiny-clinical``,
+warm-started on worked cases of the ``clinical`` task by ``scripts/warmstart_clinical.py`` (``docs/clinical.md``);
+each folder holds its ``warmstart_report.json``.
 
 ``transformers`` and ``tokenizers`` are imported lazily, inside the functions, so importing this module needs
 neither. Nothing here downloads anything: ``load_pretrained`` takes a built-in name or a local folder.
