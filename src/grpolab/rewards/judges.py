@@ -302,23 +302,9 @@ class LLMJudge:
         self.model, self.tokenizer = model, tokenizer
         self.question, self.template = question, template
         self.margin, self.batch_size = margin, batch_size
-        self.yes_id, self.no_id = self._token_id(yes, "yes"), self._token_id(no, "no")
-        if self.yes_id == self.no_id:
-            raise ValueError(f"LLMJudge: yes {yes!r} and no {no!r} start with the same token; choose other strings")
+        self.yes_id, self.no_id = yes_no_token_ids(tokenizer, yes, no, owner="LLMJudge")
         self.__name__ = name
         self.__qualname__ = name
-
-    def _token_id(self, text: str, which: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"LLMJudge: {which} string {text!r} encodes to no token")
-        unk = getattr(self.tokenizer, "unk_token_id", None)
-        if unk is not None and ids[0] == unk:
-            raise ValueError(
-                f"LLMJudge: the first token of {which} string {text!r} is the unknown token: it is not in the "
-                "model's vocabulary; choose a string the tokenizer knows"
-            )
-        return int(ids[0])
 
     def texts(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[str]:
         """The judge's input texts (the template filled in), one per completion."""
@@ -327,43 +313,10 @@ class LLMJudge:
             for p, c in zip(prompts, completions, strict=True)
         ]
 
-    def _limit(self) -> int | None:
-        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
-        if limit is None:
-            limit = getattr(self.tokenizer, "model_max_length", None)
-        return int(limit) if limit is not None and limit < 10**7 else None
-
-    @torch.no_grad()
     def margins(self, prompts: Sequence[Any], completions: Sequence[Any]) -> torch.Tensor:
         """logit(yes) − logit(no) at the next position of each judge text, float [N] (fp32, on the CPU)."""
-        encoded = [self.tokenizer(t)["input_ids"] for t in self.texts(prompts, completions)]
-        limit = self._limit()
-        if limit is not None:
-            encoded = [ids[-limit:] for ids in encoded]  # keep the end: the question and the answer cue
-        if any(len(ids) == 0 for ids in encoded):
-            raise ValueError("LLMJudge: a judge text encodes to no token; check the template")
-        device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        was_training = self.model.training
-        self.model.eval()
-        out = []
-        try:
-            for start in range(0, len(encoded), self.batch_size):
-                chunk = encoded[start : start + self.batch_size]
-                width = max(len(ids) for ids in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # [n, L] left-padded
-                mask = torch.zeros(len(chunk), width, dtype=torch.long)  # [n, L]
-                for i, row in enumerate(chunk):
-                    ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-                    mask[i, width - len(row) :] = 1
-                position = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, L]: padding does not shift positions
-                logits = self.model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position.to(device)
-                ).logits[:, -1, :]  # [n, V]: the next-token logits after the last real token
-                out.append((logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu())  # [n]
-        finally:
-            self.model.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0)  # [N]
+        texts = self.texts(prompts, completions)
+        return yes_no_margins(self.model, self.tokenizer, texts, self.yes_id, self.no_id, batch_size=self.batch_size)
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **columns: Any):
         if prompts is None:
@@ -373,6 +326,67 @@ class LLMJudge:
 
     def __repr__(self) -> str:
         return f"LLMJudge({self.__name__!r}, yes_id={self.yes_id}, no_id={self.no_id}, margin={self.margin})"
+
+
+def yes_no_token_ids(tokenizer: Any, yes: str, no: str, *, owner: str) -> tuple[int, int]:
+    """The first token ids of the answer strings ``yes`` and ``no`` (the tokens an LLM judge or rubric verifier
+    compares); ``ValueError`` naming ``owner`` when one encodes to nothing or to the unknown token, or both start
+    with the same token."""
+    ids = []
+    for which, text in (("yes", yes), ("no", no)):
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not encoded:
+            raise ValueError(f"{owner}: {which} string {text!r} encodes to no token")
+        unk = getattr(tokenizer, "unk_token_id", None)
+        if unk is not None and encoded[0] == unk:
+            raise ValueError(
+                f"{owner}: the first token of {which} string {text!r} is the unknown token: it is not in the "
+                "model's vocabulary; choose a string the tokenizer knows"
+            )
+        ids.append(int(encoded[0]))
+    if ids[0] == ids[1]:
+        raise ValueError(f"{owner}: yes {yes!r} and no {no!r} start with the same token; choose other strings")
+    return ids[0], ids[1]
+
+
+@torch.no_grad()
+def yes_no_margins(
+    model: Any, tokenizer: Any, texts: Sequence[str], yes_id: int, no_id: int, *, batch_size: int = 8
+) -> torch.Tensor:
+    """logit(yes_id) − logit(no_id) for the token after each text, float [N] (fp32, on the CPU): batched,
+    left-padded with positions counted over real tokens only, texts longer than the model's positions cut from the
+    left (the question and the answer cue are at the end). The model is put in eval mode and left as it was found.
+    Shared by :class:`LLMJudge` and the rubric ``LLMVerifier``."""
+    encoded = [tokenizer(t)["input_ids"] for t in texts]
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if limit is None:
+        limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit < 10**7:
+        encoded = [ids[-int(limit) :] for ids in encoded]
+    if any(len(ids) == 0 for ids in encoded):
+        raise ValueError("a judge text encodes to no token; check the template")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            width = max(len(ids) for ids in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # [n, L] left-padded
+            mask = torch.zeros(len(chunk), width, dtype=torch.long)  # [n, L]
+            for i, row in enumerate(chunk):
+                ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+                mask[i, width - len(row) :] = 1
+            position = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, L]: padding does not shift positions
+            logits = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position.to(device)
+            ).logits[:, -1, :]  # [n, V]: the next-token logits after the last real token
+            out.append((logits[:, yes_id] - logits[:, no_id]).float().cpu())  # [n]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)  # [N]
 
 
 def llm_judge(model: Any, tokenizer: Any = None, **options: Any) -> LLMJudge:

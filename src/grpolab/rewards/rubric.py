@@ -44,6 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from grpolab.core.checks import check_int, check_number
 from grpolab.envs.consultation import asks_about, best_matches, is_denial, keywords, mentions, parse_transcript
+from grpolab.rewards.judges import yes_no_margins, yes_no_token_ids
 from grpolab.rewards.verifiers import completion_text
 
 #: The rule kinds an item can have: what ``RuleVerifier`` checks for each.
@@ -316,49 +317,16 @@ class LLMVerifier:
         if "{transcript}" not in template or "{criterion}" not in template:
             raise ValueError("LLMVerifier: the template needs the fields {transcript} and {criterion}")
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.yes_id, self.no_id = self._token(yes, "yes"), self._token(no, "no")
-        if self.yes_id == self.no_id:
-            raise ValueError(f"LLMVerifier: yes={yes!r} and no={no!r} start with the same token ({self.yes_id})")
+        self.yes_id, self.no_id = yes_no_token_ids(tokenizer, yes, no, owner="LLMVerifier")
         self.template, self.soft, self.batch_size = template, bool(soft), batch_size
-
-    def _token(self, text: str, name: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        unk = getattr(self.tokenizer, "unk_token_id", None)
-        if not ids or ids[0] == unk:
-            raise ValueError(f"LLMVerifier: {name}={text!r} has no known first token in this tokenizer")
-        return int(ids[0])
-
-    def yes_no_logits(self, prompts: Sequence[str]):
-        """Next-token logits of the yes and no tokens after each prompt: float [N, 2] (yes, no)."""
-        import torch
-
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        out = []
-        for start in range(0, len(prompts), self.batch_size):
-            rows = [self.tokenizer(p).input_ids for p in prompts[start : start + self.batch_size]]
-            rows = [r[-limit:] if limit else r for r in rows]  # keep the question at the end
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [n, W]
-            mask = torch.zeros(len(rows), width, dtype=torch.long)  # [n, W]
-            for m, r in enumerate(rows):  # left padding: the last position is every prompt's last token
-                ids[m, width - len(r) :] = torch.tensor(r)
-                mask[m, width - len(r) :] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, W]: positions as if unpadded
-            with torch.no_grad():
-                logits = self.model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
-                ).logits[:, -1, :]  # [n, V]
-            out.append(logits[:, [self.yes_id, self.no_id]].float().cpu())  # [n, 2]
-        return torch.cat(out)  # [N, 2]
 
     def verify(self, case: dict[str, Any], transcript: str, items: Sequence[RubricItem]) -> list[float]:
         if not items:
             return []
         prompts = [self.template.format(transcript=transcript, criterion=item.text) for item in items]
-        logits = self.yes_no_logits(prompts)  # [K, 2]
-        margin = logits[:, 0] - logits[:, 1]  # [K]
+        margin = yes_no_margins(
+            self.model, self.tokenizer, prompts, self.yes_id, self.no_id, batch_size=self.batch_size
+        )  # [K]
         values = margin.sigmoid() if self.soft else (margin > 0).float()  # [K]
         return [float(v) for v in values]
 
